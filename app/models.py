@@ -1,0 +1,18 @@
+"""Every ORM model, imported in one place so Alembic and the drift test see the whole schema."""
+
+from app.auth.models import ApiToken, LoginFailure, User, WebSession
+from app.db import Base
+from app.projects.models import InstructionVersion, Project
+from app.prompts.models import Completion, Prompt
+
+__all__ = [
+    "ApiToken",
+    "Base",
+    "Completion",
+    "InstructionVersion",
+    "LoginFailure",
+    "Project",
+    "Prompt",
+    "User",
+    "WebSession",
+]
