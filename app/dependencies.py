@@ -1,0 +1,117 @@
+"""Request-scoped dependencies: the database session, the caller's identity, role checks and CSRF.
+
+Every route declares who may call it through one of the `Annotated` aliases at the bottom, so a
+reader sees the rule in the signature.
+"""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.auth import service as auth_service
+from app.auth.models import Role, User, WebSession
+from app.auth.security import tokens_equal
+from app.db import session_scope
+from app.errors import Forbidden, NotAuthenticated
+from app.settings import Settings
+
+SESSION_COOKIE = "preflab_session"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FORM_FIELD = "csrf_token"
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One transaction per request: commit when the route returns, roll back when it raises."""
+    yield from session_scope(request.app.state.session_factory)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+# scope="function": commit before the response is sent, so a failed commit is reported, not hidden.
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
+
+
+@dataclass
+class Caller:
+    user: User
+    web_session: WebSession | None  # set when the request was authenticated by the session cookie
+
+
+def _bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    if header:
+        raise NotAuthenticated("The Authorization header must be 'Bearer <token>'.", code="bad_token")
+    return None
+
+
+async def _csrf_token_sent(request: Request) -> str | None:
+    if token := request.headers.get(CSRF_HEADER):
+        return token
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await request.form()  # Starlette caches it, so the route can still read the form
+        value = form.get(CSRF_FORM_FIELD)
+        return value if isinstance(value, str) else None
+    return None
+
+
+async def get_optional_caller(request: Request, session: SessionDep) -> Caller | None:
+    token = _bearer_token(request)
+    if token is not None:
+        user = auth_service.user_for_api_token(session, token)
+        if user is None:
+            raise NotAuthenticated("The API token is unknown or revoked.", code="bad_token")
+        return Caller(user=user, web_session=None)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    web_session = auth_service.find_web_session(session, cookie)
+    if web_session is None:
+        return None
+    if request.method in UNSAFE_METHODS:
+        sent = await _csrf_token_sent(request)
+        if not sent or not tokens_equal(sent, web_session.csrf_token):
+            raise Forbidden(
+                "The form is missing its CSRF token or it is stale: reload the page and retry.",
+                code="csrf_failed",
+            )
+    return Caller(user=web_session.user, web_session=web_session)
+
+
+async def get_caller(caller: Annotated[Caller | None, Depends(get_optional_caller)]) -> Caller:
+    if caller is None:
+        raise NotAuthenticated("Log in, or send 'Authorization: Bearer <token>'.")
+    return caller
+
+
+def require_roles(*roles: Role) -> Callable[[Caller], User]:
+    allowed = {role.value for role in roles}
+
+    def check(caller: Annotated[Caller, Depends(get_caller)]) -> User:
+        if caller.user.role not in allowed:
+            raise Forbidden(
+                f"This needs the {' or '.join(sorted(allowed))} role; you are a {caller.user.role}.",
+                code="wrong_role",
+            )
+        return caller.user
+
+    return check
+
+
+OptionalCaller = Annotated[Caller | None, Depends(get_optional_caller)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
+CurrentUser = Annotated[User, Depends(require_roles(*Role))]
+AdminUser = Annotated[User, Depends(require_roles(Role.admin))]
+ProjectReader = Annotated[User, Depends(require_roles(Role.admin, Role.researcher))]
+LabelerUser = Annotated[User, Depends(require_roles(Role.labeler))]
+WorkerUser = Annotated[User, Depends(require_roles(Role.worker))]

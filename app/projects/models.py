@@ -1,0 +1,45 @@
+"""Projects and their versioned labeling instructions."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, JSONType, UTCDateTime, utcnow
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    completions_per_prompt: Mapped[int] = mapped_column(Integer)  # K
+    rankings_per_prompt: Mapped[int] = mapped_column(Integer)  # labelers per prompt
+    flags: Mapped[list[str]] = mapped_column(JSONType)
+    # {"model": "default" | path | model id, "temperature", "top_p", "max_new_tokens"}
+    generation: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    instruction_versions: Mapped[list["InstructionVersion"]] = relationship(
+        back_populates="project", order_by="InstructionVersion.version", cascade="all, delete-orphan"
+    )
+
+
+class InstructionVersion(Base):
+    """Instructions are never edited in place: each change adds a version, and rankings cite theirs."""
+
+    __tablename__ = "instruction_versions"
+    __table_args__ = (
+        UniqueConstraint("project_id", "version", name="uq_instruction_versions_project_version"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    body_md: Mapped[str] = mapped_column(Text)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    project: Mapped[Project] = relationship(back_populates="instruction_versions")

@@ -1,0 +1,90 @@
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+FlagName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,39}$")]
+DEFAULT_FLAGS = ["unsafe", "factually_wrong", "nonsense", "off_topic"]
+
+
+def _require_unique(flags: list[str] | None) -> list[str] | None:
+    if flags is not None and len(set(flags)) != len(flags):
+        raise ValueError("flags must not repeat")
+    return flags
+
+
+class GenerationSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | int = Field(
+        "default", description='"default", a local Hugging Face directory, or a model id'
+    )
+    temperature: float = Field(
+        0.8, gt=0, le=2.0, description="Must be above 0: K greedy samples would be twins"
+    )
+    top_p: float = Field(0.95, gt=0, le=1.0)
+    max_new_tokens: int = Field(128, ge=1, le=4096)
+
+
+class ProjectFields(BaseModel):
+    """The settings an admin chooses; shared by create (all required but name) and the API output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instructions_md: str = Field("", max_length=100_000)
+    completions_per_prompt: int = Field(4, ge=2, le=9, description="K, the completions ranked together")
+    rankings_per_prompt: int = Field(1, ge=1, le=50, description="How many different labelers rank a prompt")
+    flags: list[FlagName] = Field(default_factory=lambda: list(DEFAULT_FLAGS), max_length=20)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+
+    _flags_unique = field_validator("flags")(_require_unique)
+
+
+class ProjectCreate(ProjectFields):
+    name: str = Field(min_length=1, max_length=100)
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, name: str) -> str:
+        if not name.strip():
+            raise ValueError("name must not be blank")
+        return name.strip()
+
+
+class ProjectUpdate(BaseModel):
+    """PATCH body: every field optional; `generation` is merged into the current settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=100)
+    instructions_md: str | None = Field(None, max_length=100_000)
+    completions_per_prompt: int | None = Field(None, ge=2, le=9)
+    rankings_per_prompt: int | None = Field(None, ge=1, le=50)
+    flags: list[FlagName] | None = Field(None, max_length=20)
+    generation: dict | None = None
+
+    _flags_unique = field_validator("flags")(_require_unique)
+
+
+class ProjectCounts(BaseModel):
+    prompts: int
+    completions: int
+    prompts_ready: int  # prompts with all K completions, ready to rank
+
+
+class ProjectOut(ProjectFields):
+    id: int
+    name: str
+    instructions_version: int
+    counts: ProjectCounts
+    progress: float = Field(description="Share of prompts that have all K completions (0..1)")
+    created_at: datetime
+
+
+class InstructionVersionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    version: int
+    body_md: str
+    created_at: datetime
+    author: str | None = None

@@ -1,0 +1,165 @@
+"""Projects: create, read, update, and the counts their pages show. No HTTP types here."""
+
+from pathlib import Path
+
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement, Subquery, case, func, select
+from sqlalchemy.orm import Session
+
+from app.auth.models import User
+from app.errors import Conflict, InvalidInput, NotFound
+from app.projects.models import InstructionVersion, Project
+from app.projects.schemas import GenerationSettings, ProjectCounts, ProjectCreate, ProjectUpdate
+from app.prompts.models import Completion, Prompt
+
+
+def create_project(session: Session, *, data: ProjectCreate, author: User | None) -> Project:
+    _require_free_name(session, data.name)
+    _require_known_model(data.generation.model)
+    project = Project(
+        name=data.name,
+        completions_per_prompt=data.completions_per_prompt,
+        rankings_per_prompt=data.rankings_per_prompt,
+        flags=list(data.flags),
+        generation=data.generation.model_dump(),
+        created_by_id=author.id if author else None,
+    )
+    session.add(project)
+    session.flush()
+    _add_instruction_version(session, project=project, body_md=data.instructions_md, author=author)
+    return project
+
+
+def get_project(session: Session, project_id: int) -> Project:
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFound(f"No project with id {project_id}.", code="project_not_found")
+    return project
+
+
+def list_projects(session: Session) -> list[Project]:
+    return list(session.scalars(select(Project).order_by(Project.id.desc())))
+
+
+def update_project(
+    session: Session, *, project: Project, changes: ProjectUpdate, author: User | None
+) -> Project:
+    fields = changes.model_dump(exclude_unset=True)
+    if fields.get("name") is not None and fields["name"].strip() != project.name:
+        _require_free_name(session, fields["name"].strip())
+        project.name = fields["name"].strip()
+    for key in ("completions_per_prompt", "rankings_per_prompt"):
+        if fields.get(key) is not None:
+            setattr(project, key, fields[key])
+    if fields.get("flags") is not None:
+        project.flags = list(fields["flags"])
+    if fields.get("generation") is not None:
+        project.generation = _merged_generation(project.generation, fields["generation"])
+    new_body = fields.get("instructions_md")
+    if new_body is not None and new_body != current_instructions(project).body_md:
+        _add_instruction_version(session, project=project, body_md=new_body, author=author)
+    session.flush()
+    return project
+
+
+def current_instructions(project: Project) -> InstructionVersion:
+    return project.instruction_versions[-1]
+
+
+def instruction_version(session: Session, *, project: Project, version: int) -> InstructionVersion:
+    row = session.scalar(
+        select(InstructionVersion).where(
+            InstructionVersion.project_id == project.id, InstructionVersion.version == version
+        )
+    )
+    if row is None:
+        raise NotFound(
+            f"Project {project.id} has no instructions version {version}.",
+            code="instructions_version_not_found",
+        )
+    return row
+
+
+def project_counts(session: Session, project_ids: list[int]) -> dict[int, ProjectCounts]:
+    """Counts for several projects in three grouped queries (the project list shows them all)."""
+    counts = {pid: {"prompts": 0, "completions": 0, "prompts_ready": 0} for pid in project_ids}
+    if not project_ids:
+        return {}
+    per_prompt = (
+        select(Prompt.id.label("prompt_id"), Prompt.project_id, func.count(Completion.id).label("n"))
+        .outerjoin(Completion, Completion.prompt_id == Prompt.id)
+        .where(Prompt.project_id.in_(project_ids))
+        .group_by(Prompt.id, Prompt.project_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            per_prompt.c.project_id,
+            func.count(),
+            func.coalesce(func.sum(per_prompt.c.n), 0),
+            func.sum(_ready_case(per_prompt)),
+        )
+        .join(Project, Project.id == per_prompt.c.project_id)
+        .group_by(per_prompt.c.project_id)
+    )
+    for project_id, prompts, completions, ready in rows:
+        counts[project_id] = {
+            "prompts": prompts,
+            "completions": int(completions),
+            "prompts_ready": int(ready or 0),
+        }
+    return {pid: ProjectCounts(**c) for pid, c in counts.items()}
+
+
+def _ready_case(per_prompt: Subquery) -> ColumnElement[int]:
+    return case((per_prompt.c.n >= Project.completions_per_prompt, 1), else_=0)
+
+
+def _add_instruction_version(
+    session: Session, *, project: Project, body_md: str, author: User | None
+) -> InstructionVersion:
+    number = (project.instruction_versions[-1].version + 1) if project.instruction_versions else 1
+    version = InstructionVersion(
+        project=project, version=number, body_md=body_md, author_id=author.id if author else None
+    )
+    session.add(version)
+    session.flush()
+    return version
+
+
+def _require_free_name(session: Session, name: str) -> None:
+    if session.scalar(select(Project.id).where(func.lower(Project.name) == name.lower())):
+        raise Conflict(
+            f"A project named '{name}' already exists; choose another name.",
+            code="project_name_taken",
+            details={"field": "name"},
+        )
+
+
+def _merged_generation(current: dict, changes: dict) -> dict:
+    try:
+        merged = GenerationSettings.model_validate({**current, **changes})
+    except ValidationError as exc:
+        raise InvalidInput.from_pydantic(exc, prefix="generation") from exc
+    _require_known_model(merged.model)
+    return merged.model_dump()
+
+
+def _require_known_model(model: str | int) -> None:
+    """`"default"`, a local Hugging Face model directory, or a registered model version id."""
+    if model == "default":
+        return
+    if isinstance(model, int):
+        raise InvalidInput(
+            f"There is no model version with id {model}; train one first or use 'default'.",
+            code="unknown_model",
+            details={"field": "generation.model"},
+        )
+    path = Path(model).expanduser()
+    if not (path / "config.json").is_file():
+        raise InvalidInput(
+            f"'{model}' is not a Hugging Face model directory (no config.json there). Use 'default', "
+            "a local model directory, or a model version id.",
+            code="unknown_model",
+            details={"field": "generation.model"},
+        )

@@ -1,0 +1,273 @@
+"""Prompt uploads, all or nothing.
+
+The upload is first spooled to a temporary file (bounded in memory), then read twice: pass one
+validates every line and stops nothing until it has seen them all, pass two inserts in batches. So a
+file with one bad line imports nothing, and a large file never sits in memory whole.
+"""
+
+import csv
+import gzip
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Literal
+
+from pydantic import ValidationError
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from app.errors import InvalidInput
+from app.projects.models import Project
+from app.prompts.models import Completion, Prompt
+from app.prompts.schemas import ImportReport, PromptIn
+
+Format = Literal["jsonl", "csv"]
+BATCH_SIZE = 500
+MAX_REPORTED_ERRORS = 20
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass
+class LineError:
+    line: int
+    message: str
+
+
+@dataclass
+class ParsedPrompt:
+    line: int
+    prompt: PromptIn
+
+
+@dataclass
+class _Problems:
+    errors: list[LineError] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, line: int, message: str) -> None:
+        self.count += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append(LineError(line, message))
+
+
+class _BadLine(Exception):
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def import_prompts(
+    session: Session, *, project: Project, upload: IO[bytes], fmt: Format, source: str
+) -> ImportReport:
+    """Validate the whole upload, then insert it; raise InvalidInput naming the bad lines otherwise."""
+    problems = _Problems()
+    valid = sum(1 for _ in _parse(upload, fmt, project.completions_per_prompt, problems))
+    if problems.count:
+        first = problems.errors[0]
+        more = f" ({problems.count - 1} more problem(s) listed in details)" if problems.count > 1 else ""
+        raise InvalidInput(
+            f"Line {first.line}: {first.message}. Nothing was imported; "
+            f"fix the file and upload it again{more}.",
+            code="invalid_upload",
+            details={
+                "line": first.line,
+                "problems": problems.count,
+                "errors": [{"line": e.line, "message": e.message} for e in problems.errors],
+            },
+        )
+    if not valid:
+        raise InvalidInput(
+            "The upload holds no prompts: it is empty or has only blank lines.", code="empty_upload"
+        )
+
+    upload.seek(0)
+    imported = completions = 0
+    batch: list[PromptIn] = []
+    for item in _parse(upload, fmt, project.completions_per_prompt, _Problems()):
+        batch.append(item.prompt)
+        if len(batch) >= BATCH_SIZE:
+            completions += _insert_batch(session, project=project, prompts=batch, source=source)
+            imported += len(batch)
+            batch = []
+    if batch:
+        completions += _insert_batch(session, project=project, prompts=batch, source=source)
+        imported += len(batch)
+    return ImportReport(imported=imported, completions=completions, format=fmt, source=source)
+
+
+def detect_format(*, filename: str | None, content_type: str | None, explicit: str | None) -> Format:
+    if explicit:
+        if explicit not in ("jsonl", "csv"):
+            raise InvalidInput(
+                f"Unknown format '{explicit}': use jsonl or csv.",
+                code="unknown_format",
+                details={"field": "format"},
+            )
+        return explicit  # type: ignore[return-value]
+    name = (filename or "").lower().removesuffix(".gz")
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype in ("text/csv", "application/csv"):
+        return "csv"
+    if ctype in (
+        "application/x-ndjson",
+        "application/jsonl",
+        "application/json-lines",
+        "application/json",
+        "application/x-jsonlines",
+    ):
+        return "jsonl"
+    raise InvalidInput(
+        "Cannot tell the upload's format: send Content-Type application/x-ndjson or text/csv, name the file "
+        ".jsonl or .csv, or add ?format=jsonl|csv.",
+        code="unknown_format",
+    )
+
+
+def _insert_batch(session: Session, *, project: Project, prompts: list[PromptIn], source: str) -> int:
+    rows = [
+        {"project_id": project.id, "messages": p.chat(), "metadata_": p.metadata or {}, "source": source}
+        for p in prompts
+    ]
+    ids = list(session.scalars(insert(Prompt).returning(Prompt.id, sort_by_parameter_order=True), rows))
+    completion_rows = [
+        {"prompt_id": prompt_id, "text": text, "origin": "imported"}
+        for prompt_id, p in zip(ids, prompts, strict=True)
+        for text in (p.completions or [])
+    ]
+    if completion_rows:
+        session.execute(insert(Completion), completion_rows)
+    return len(completion_rows)
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+def _parse(upload: IO[bytes], fmt: Format, k: int, problems: _Problems) -> Iterator[ParsedPrompt]:
+    upload.seek(0)
+    stream: IO[bytes] = gzip.GzipFile(fileobj=upload, mode="rb") if upload.read(2) == GZIP_MAGIC else upload
+    upload.seek(0)
+    lines = _decoded_lines(stream)
+    records = _jsonl_records(lines) if fmt == "jsonl" else _csv_records(lines)
+    try:
+        for line, record in records:
+            if isinstance(record, LineError):
+                problems.add(record.line, record.message)
+                continue
+            try:
+                prompt = PromptIn.model_validate(record)
+            except ValidationError as exc:
+                problems.add(line, _describe(exc))
+                continue
+            if prompt.completions and len(prompt.completions) > k:
+                problems.add(
+                    line, f"{len(prompt.completions)} completions given, but the project ranks K={k}"
+                )
+                continue
+            yield ParsedPrompt(line, prompt)
+    except _BadLine as exc:  # the file cannot be read past this line (bad encoding, broken gzip)
+        problems.add(exc.line, exc.message)
+
+
+def _decoded_lines(stream: IO[bytes]) -> Iterator[tuple[int, str]]:
+    number = 0
+    try:
+        for number, raw in enumerate(stream, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _BadLine(
+                    number, f"not UTF-8 text (byte {exc.start + 1} of the line); save the file as UTF-8"
+                ) from exc
+            yield number, text.removeprefix("\ufeff") if number == 1 else text
+    except (OSError, EOFError) as exc:  # a truncated or corrupt gzip body
+        raise _BadLine(number + 1, f"the gzip data is corrupt ({exc})") from exc
+
+
+def _jsonl_records(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict | LineError]]:
+    for number, text in lines:
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield number, LineError(number, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(record, dict):
+            yield number, LineError(number, 'each line must be a JSON object such as {"prompt": "..."}')
+            continue
+        yield number, record
+
+
+def _csv_records(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict | LineError]]:
+    numbered = iter(lines)
+    current = {"line": 0}
+
+    def texts() -> Iterator[str]:
+        for number, text in numbered:
+            current["line"] = number
+            yield text
+
+    reader = csv.reader(texts())
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        yield current["line"], LineError(current["line"], f"not valid CSV ({exc})")
+        return
+    columns = [name.strip().lower() for name in header]
+    if "prompt" not in columns:
+        found = ", ".join(repr(c) for c in columns) or "none"
+        yield 1, LineError(1, f"the CSV header has no 'prompt' column (columns found: {found})")
+        return
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield current["line"], LineError(current["line"], f"not valid CSV ({exc})")
+            return
+        line = current["line"]
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(columns):
+            yield line, LineError(line, f"{len(row)} fields, but the header has {len(columns)}")
+            continue
+        yield line, _csv_row_to_record(dict(zip(columns, row, strict=True)))
+
+
+def _csv_row_to_record(cells: dict[str, str]) -> dict:
+    """`prompt` is required; `system` adds a system message; `completion_1..9` bring completions;
+    any other column is kept as metadata."""
+    completions = [cells[f"completion_{i}"] for i in range(1, 10) if cells.get(f"completion_{i}", "").strip()]
+    metadata = {
+        key: value
+        for key, value in cells.items()
+        if key not in {"prompt", "system"} and not key.startswith("completion_")
+    }
+    record: dict = {"metadata": metadata or None}
+    if cells.get("system", "").strip():
+        record["messages"] = [
+            {"role": "system", "content": cells["system"]},
+            {"role": "user", "content": cells["prompt"]},
+        ]
+    else:
+        record["prompt"] = cells["prompt"]
+    if completions:
+        record["completions"] = completions
+    return record
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err["loc"])
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return f"unknown field '{where}' (allowed: prompt, messages, completions, metadata)"
+    return f"{where}: {message}" if where else message

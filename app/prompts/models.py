@@ -1,0 +1,45 @@
+"""Prompts (chat messages) and the completions labelers rank."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, JSONType, UTCDateTime, utcnow
+
+
+class Prompt(Base):
+    __tablename__ = "prompts"
+    __table_args__ = (Index("ix_prompts_project_id_id", "project_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    # Always the chat form: [{"role": "system"|"user"|"assistant", "content": "..."}]
+    messages: Mapped[list[dict[str, str]]] = mapped_column(JSONType)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    # Where the prompt came from: "upload:<file name>", "demo", "api"...
+    source: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    completions: Mapped[list["Completion"]] = relationship(
+        back_populates="prompt", order_by="Completion.id", cascade="all, delete-orphan"
+    )
+
+
+class Completion(Base):
+    __tablename__ = "completions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    # "imported" (brought with the prompt) or "generated".
+    origin: Mapped[str] = mapped_column(String(16))
+    # The generating model as configured ("default", a path, "model:<id>"); null when imported.
+    model: Mapped[str | None] = mapped_column(String(500))
+    # Sampling settings and seed, so any completion can be reproduced.
+    generation_settings: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    seed: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    prompt: Mapped[Prompt] = relationship(back_populates="completions")

@@ -1,0 +1,105 @@
+"""JSON API: prompt uploads and listing."""
+
+import tempfile
+from typing import IO
+
+from fastapi import APIRouter, Query, Request, status
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from app.dependencies import AdminUser, SessionDep, SettingsDep
+from app.errors import InvalidInput, PayloadTooLarge
+from app.pagination import Page
+from app.projects.dependencies import ProjectDep
+from app.prompts import importer, service
+from app.prompts.schemas import ImportReport, PromptOut, PromptStatus
+
+router = APIRouter(tags=["prompts"])
+
+SPOOL_IN_MEMORY_BYTES = 1024 * 1024  # beyond this an upload is spooled to disk
+
+
+@router.post(
+    "/projects/{project_id}/prompts", status_code=status.HTTP_201_CREATED, response_model=ImportReport
+)
+async def upload_prompts(
+    _admin: AdminUser,
+    project: ProjectDep,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    format: str | None = Query(None, description="jsonl or csv; otherwise from Content-Type or file name"),
+):
+    """JSONL (`application/x-ndjson`) or CSV (`text/csv`) as the raw body, or a multipart `file` field."""
+    limit = settings.max_upload_bytes
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        upload = await _multipart_file(request, limit)
+        spooled, filename, file_type = upload.file, upload.filename, upload.content_type
+    else:
+        spooled, filename, file_type = await spool_body(request, limit), None, content_type
+    fmt = importer.detect_format(filename=filename, content_type=file_type, explicit=format)
+    source = f"upload:{filename}" if filename else "api"
+    return await run_in_threadpool(
+        importer.import_prompts, session, project=project, upload=spooled, fmt=fmt, source=source
+    )
+
+
+@router.get("/projects/{project_id}/prompts", response_model=Page[PromptOut])
+def list_prompts(
+    _admin: AdminUser,
+    project: ProjectDep,
+    session: SessionDep,
+    status: PromptStatus | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+):
+    prompts, next_cursor = service.list_prompts(
+        session, project=project, status=status, limit=limit, cursor=cursor
+    )
+    return Page(items=[service.prompt_out(p, project) for p in prompts], next_cursor=next_cursor)
+
+
+async def spool_body(request: Request, limit: int) -> IO[bytes]:
+    """Copy the request body to a temporary file, refusing it (413) as soon as it passes `limit` bytes."""
+    _refuse_declared_size(request, limit)
+    spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115 - returned open
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            spooled.close()
+            raise too_large(limit)
+        spooled.write(chunk)
+    spooled.seek(0)
+    return spooled
+
+
+async def _multipart_file(request: Request, limit: int) -> UploadFile:
+    _refuse_declared_size(request, limit)
+    form = await request.form()
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise InvalidInput(
+            "The multipart form needs a file field named 'file'.",
+            code="missing_file",
+            details={"field": "file"},
+        )
+    if upload.size is not None and upload.size > limit:
+        raise too_large(limit)
+    await upload.seek(0)
+    return upload
+
+
+def _refuse_declared_size(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The upload is larger than the {limit / 1024 / 1024:g} MB limit (PREFLAB_MAX_UPLOAD_MB); "
+        "split it into several files.",
+        details={"limit_bytes": limit},
+    )

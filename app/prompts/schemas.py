@@ -1,0 +1,74 @@
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(min_length=1, max_length=200_000)
+
+
+class PromptIn(BaseModel):
+    """One line of a prompt upload: plain text or a chat, optionally with completions to rank."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = Field(None, min_length=1, max_length=200_000)
+    messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=200)
+    completions: list[str] | None = Field(None, max_length=9)
+    metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_form(self) -> "PromptIn":
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError('give exactly one of "prompt" (text) or "messages" (a chat)')
+        if self.prompt is not None and not self.prompt.strip():
+            raise ValueError('"prompt" is blank')
+        if self.messages is not None and self.messages[-1].role != "user":
+            raise ValueError('the last of "messages" must have role "user": it is what the model answers')
+        if self.completions is not None:
+            if any(not text.strip() for text in self.completions):
+                raise ValueError('"completions" contains a blank completion')
+            if len(set(self.completions)) != len(self.completions):
+                raise ValueError('"completions" contains the same text twice; labelers cannot rank twins')
+        return self
+
+    def chat(self) -> list[dict[str, str]]:
+        if self.messages is not None:
+            return [m.model_dump() for m in self.messages]
+        return [{"role": "user", "content": self.prompt or ""}]
+
+
+PromptStatus = Literal["pending", "ready"]
+
+
+class CompletionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    text: str
+    origin: str
+    model: str | None
+    seed: int | None
+    created_at: datetime
+
+
+class PromptOut(BaseModel):
+    id: int
+    project_id: int
+    messages: list[ChatMessage]
+    metadata: dict[str, Any]
+    source: str
+    status: PromptStatus
+    completions: list[CompletionOut]
+    created_at: datetime
+
+
+class ImportReport(BaseModel):
+    imported: int = Field(description="Prompts added")
+    completions: int = Field(0, description="Completions brought with them")
+    format: Literal["jsonl", "csv"]
+    source: str
