@@ -54,7 +54,13 @@ def _bearer_token(request: Request) -> str | None:
     return None
 
 
-async def _csrf_token_sent(request: Request) -> str | None:
+async def csrf_token_sent(request: Request) -> str | None:
+    """The CSRF token a write carries: the X-CSRF-Token header, or the form's csrf_token field.
+
+    Async because reading a form is; it touches no database, so it never blocks the event loop.
+    """
+    if request.method not in UNSAFE_METHODS:
+        return None
     if token := request.headers.get(CSRF_HEADER):
         return token
     content_type = request.headers.get("content-type", "")
@@ -65,7 +71,13 @@ async def _csrf_token_sent(request: Request) -> str | None:
     return None
 
 
-async def get_optional_caller(request: Request, session: SessionDep) -> Caller | None:
+def get_optional_caller(
+    request: Request, session: SessionDep, csrf_sent: Annotated[str | None, Depends(csrf_token_sent)]
+) -> Caller | None:
+    """Who is calling: a bearer token, or a session cookie (whose writes must carry the CSRF token).
+
+    A plain `def`: FastAPI runs it in the thread pool, so its database queries never block the loop.
+    """
     token = _bearer_token(request)
     if token is not None:
         user = auth_service.user_for_api_token(session, token)
@@ -78,17 +90,13 @@ async def get_optional_caller(request: Request, session: SessionDep) -> Caller |
     web_session = auth_service.find_web_session(session, cookie)
     if web_session is None:
         return None
-    if request.method in UNSAFE_METHODS:
-        sent = await _csrf_token_sent(request)
-        if not sent or not tokens_equal(sent, web_session.csrf_token):
-            raise Forbidden(
-                "The form is missing its CSRF token or it is stale: reload the page and retry.",
-                code="csrf_failed",
-            )
+    if request.method in UNSAFE_METHODS and (not csrf_sent or not tokens_equal(csrf_sent, web_session.csrf_token)):
+        raise Forbidden("The form is missing its CSRF token or it is stale: reload the page and retry.",
+                        code="csrf_failed")
     return Caller(user=web_session.user, web_session=web_session)
 
 
-async def get_caller(caller: Annotated[Caller | None, Depends(get_optional_caller)]) -> Caller:
+def get_caller(caller: Annotated[Caller | None, Depends(get_optional_caller)]) -> Caller:
     if caller is None:
         raise NotAuthenticated("Log in, or send 'Authorization: Bearer <token>'.")
     return caller

@@ -2,11 +2,18 @@
 
 from app.auth.models import ApiToken, LoginFailure, User, WebSession
 from app.db import Base
+from app.jobs.models import Job, JobEvent
+from app.labeling.models import Assignment, Comparison, Ranking
 from app.projects.models import InstructionVersion, Project
 from app.prompts.models import Completion, Prompt
 
 __all__ = [
     "ApiToken",
+    "Assignment",
+    "Comparison",
+    "Job",
+    "JobEvent",
+    "Ranking",
     "Base",
     "Completion",
     "InstructionVersion",
