@@ -1,13 +1,14 @@
 """JSON API: prompt uploads and listing."""
 
 import tempfile
-from typing import IO
+from typing import IO, Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from app.dependencies import AdminUser, SessionDep, SettingsDep
+from app.auth.models import Role, User
+from app.dependencies import AdminUser, SessionDep, SettingsDep, require_roles
 from app.errors import InvalidInput, PayloadTooLarge
 from app.pagination import Page
 from app.projects.dependencies import ProjectDep
@@ -15,6 +16,8 @@ from app.prompts import importer, service
 from app.prompts.schemas import ImportReport, PromptOut, PromptStatus
 
 router = APIRouter(tags=["prompts"])
+# Workers read the prompts a generate job must fill.
+PromptReader = Annotated[User, Depends(require_roles(Role.admin, Role.worker))]
 
 SPOOL_IN_MEMORY_BYTES = 1024 * 1024  # beyond this an upload is spooled to disk
 
@@ -47,7 +50,7 @@ async def upload_prompts(
 
 @router.get("/projects/{project_id}/prompts", response_model=Page[PromptOut])
 def list_prompts(
-    _admin: AdminUser,
+    _reader: PromptReader,
     project: ProjectDep,
     session: SessionDep,
     status: PromptStatus | None = None,
@@ -57,7 +60,9 @@ def list_prompts(
     prompts, next_cursor = service.list_prompts(
         session, project=project, status=status, limit=limit, cursor=cursor
     )
-    return Page(items=[service.prompt_out(p, project) for p in prompts], next_cursor=next_cursor)
+    rankings = service.ranking_counts(session, [p.id for p in prompts])
+    items = [service.prompt_out(p, project, rankings.get(p.id, 0)) for p in prompts]
+    return Page(items=items, next_cursor=next_cursor)
 
 
 async def spool_body(request: Request, limit: int) -> IO[bytes]:

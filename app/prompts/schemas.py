@@ -42,7 +42,9 @@ class PromptIn(BaseModel):
         return [{"role": "user", "content": self.prompt or ""}]
 
 
-PromptStatus = Literal["pending", "ready"]
+# pending: fewer than K completions; ready: K completions, still needs rankings;
+# complete: ranked by `rankings_per_prompt` labelers.
+PromptStatus = Literal["pending", "ready", "complete"]
 
 
 class CompletionOut(BaseModel):
@@ -63,6 +65,7 @@ class PromptOut(BaseModel):
     metadata: dict[str, Any]
     source: str
     status: PromptStatus
+    rankings: int
     completions: list[CompletionOut]
     created_at: datetime
 
@@ -72,3 +75,32 @@ class ImportReport(BaseModel):
     completions: int = Field(0, description="Completions brought with them")
     format: Literal["jsonl", "csv"]
     source: str
+
+
+class GeneratedCompletion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=200_000)
+    seed: int | None = None
+    finished: bool | None = Field(None, description="Whether the model ended the text itself (EOS)")
+
+
+class GeneratedForPrompt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_id: int
+    completions: list[GeneratedCompletion] = Field(max_length=9)
+
+
+class GeneratedBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: int | None = None
+    items: list[GeneratedForPrompt] = Field(max_length=1000)
+
+
+class GeneratedResult(BaseModel):
+    added: int = Field(description="Completions stored")
+    duplicates: int = Field(description="Dropped: same text as another completion of the prompt")
+    surplus: int = Field(description="Dropped: the prompt already had K completions")
+    prompts_remaining: int = Field(description="Prompts of the project still short of K completions")

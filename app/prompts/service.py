@@ -4,16 +4,24 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.errors import InvalidInput
+from app.labeling.models import Ranking
 from app.projects.models import Project
 from app.prompts.models import Completion, Prompt
-from app.prompts.schemas import CompletionOut, PromptOut, PromptStatus
+from app.prompts.schemas import CompletionOut, GeneratedForPrompt, GeneratedResult, PromptOut, PromptStatus
 
 MAX_PAGE = 500
 
 
-def prompt_status(prompt: Prompt, project: Project) -> PromptStatus:
-    """`pending`: fewer than K completions yet; `ready`: all K there, ready to rank."""
-    return "ready" if len(prompt.completions) >= project.completions_per_prompt else "pending"
+def prompt_status(prompt: Prompt, project: Project, rankings: int) -> PromptStatus:
+    if len(prompt.completions) < project.completions_per_prompt:
+        return "pending"
+    return "complete" if rankings >= project.rankings_per_prompt else "ready"
+
+
+def ranking_counts(session: Session, prompt_ids: list[int]) -> dict[int, int]:
+    rows = session.execute(select(Ranking.prompt_id, func.count(Ranking.id))
+                           .where(Ranking.prompt_id.in_(prompt_ids)).group_by(Ranking.prompt_id))
+    return dict(rows.all())
 
 
 def list_prompts(
@@ -53,14 +61,53 @@ def _decode_cursor(cursor: str | None) -> int:
     return int(cursor)
 
 
-def prompt_out(prompt: Prompt, project: Project) -> PromptOut:
+def prompt_out(prompt: Prompt, project: Project, rankings: int) -> PromptOut:
     return PromptOut(
         id=prompt.id,
         project_id=prompt.project_id,
         messages=prompt.messages,
         metadata=prompt.metadata_,
         source=prompt.source,
-        status=prompt_status(prompt, project),
+        status=prompt_status(prompt, project, rankings),
+        rankings=rankings,
         completions=[CompletionOut.model_validate(c) for c in prompt.completions],
         created_at=prompt.created_at,
     )
+
+
+def count_pending(session: Session, *, project: Project) -> int:
+    counts = select(func.count(Completion.id)).where(Completion.prompt_id == Prompt.id).scalar_subquery()
+    return session.scalar(select(func.count(Prompt.id)).where(
+        Prompt.project_id == project.id, counts < project.completions_per_prompt)) or 0
+
+
+def add_generated_completions(session: Session, *, project: Project, items: list[GeneratedForPrompt],
+                              model: str, settings: dict) -> GeneratedResult:
+    """Store a worker's completions, never more than K per prompt and never two equal texts."""
+    prompt_ids = [item.prompt_id for item in items]
+    prompts = {p.id: p for p in session.scalars(select(Prompt).where(Prompt.id.in_(prompt_ids))
+                                                .options(selectinload(Prompt.completions)))}
+    foreign = sorted(pid for pid in prompt_ids if pid not in prompts or prompts[pid].project_id != project.id)
+    if foreign:
+        raise InvalidInput(f"Prompts {foreign} are not prompts of project {project.id}.",
+                           details={"field": "items", "prompt_ids": foreign})
+    added = duplicates = surplus = 0
+    for item in items:
+        prompt = prompts[item.prompt_id]
+        seen = {c.text.strip() for c in prompt.completions}
+        room = project.completions_per_prompt - len(prompt.completions)
+        for generated in item.completions:
+            if generated.text.strip() in seen:
+                duplicates += 1
+            elif room <= 0:
+                surplus += 1
+            else:
+                session.add(Completion(prompt_id=prompt.id, text=generated.text, origin="generated", model=model,
+                                       generation_settings={**settings, "finished": generated.finished},
+                                       seed=generated.seed))
+                seen.add(generated.text.strip())
+                room -= 1
+                added += 1
+    session.flush()
+    return GeneratedResult(added=added, duplicates=duplicates, surplus=surplus,
+                           prompts_remaining=count_pending(session, project=project))

@@ -1,0 +1,259 @@
+"""Handing out tasks, storing rankings, and expanding them into comparisons. No HTTP types here."""
+
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import ColumnElement, ScalarSelect, Select, exists, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.auth.models import User
+from app.db import utcnow
+from app.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.labeling.expansion import expand_tiers
+from app.labeling.models import Assignment, AssignmentStatus, Comparison, Ranking
+from app.labeling.schemas import LabelerProgress, RankingIn
+from app.projects.models import InstructionVersion, Project
+from app.prompts.models import Completion, Prompt
+
+CANDIDATES_PER_TRY = 8
+_shuffler = random.SystemRandom()
+
+LIVE = AssignmentStatus.live.value
+# A labeler's own live, ranked or skipped assignment keeps that prompt from them; an expired one does not.
+KEEPS_PROMPT_FROM_LABELER = (LIVE, AssignmentStatus.submitted.value, AssignmentStatus.skipped.value)
+
+
+def expire_stale(session: Session) -> None:
+    """Live assignments past their time return their slot to the pool."""
+    session.execute(
+        update(Assignment).where(Assignment.status == LIVE, Assignment.expires_at <= utcnow())
+        .values(status=AssignmentStatus.expired.value, slot=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def next_task(session: Session, *, labeler: User, project: Project | None, ttl: timedelta) -> Assignment | None:
+    """The labeler's live assignment if they have one, else a new one, else None (nothing left)."""
+    expire_stale(session)
+    current = session.scalar(
+        select(Assignment).where(Assignment.labeler_id == labeler.id, Assignment.status == LIVE,
+                                 *([Assignment.project_id == project.id] if project else []))
+        .order_by(Assignment.id).limit(1)
+    )
+    if current is not None:
+        return current
+    # Candidates can be taken by concurrent labelers between the query and the insert; on Postgres
+    # the first tries skip prompts other requests hold locked, the last waits for them instead, so
+    # "nothing left" is only ever said when nothing is left.
+    for skip_locked in (True, True, False):
+        candidates = _candidate_prompts(session, labeler=labeler, project=project, limit=CANDIDATES_PER_TRY,
+                                        skip_locked=skip_locked)
+        for prompt, prompt_project in candidates:
+            assignment = _try_assign(session, prompt=prompt, project=prompt_project, labeler=labeler, ttl=ttl)
+            if assignment is not None:
+                return assignment
+    return None
+
+
+def _completions_of(prompt_id_column: ColumnElement[int]) -> ScalarSelect[int]:
+    return select(func.count(Completion.id)).where(Completion.prompt_id == prompt_id_column).scalar_subquery()
+
+
+def _slots_taken(prompt_id_column: ColumnElement[int]) -> ScalarSelect[int]:
+    return (select(func.count(Assignment.id))
+            .where(Assignment.prompt_id == prompt_id_column, Assignment.slot.is_not(None)).scalar_subquery())
+
+
+def _candidate_prompts(session: Session, *, labeler: User, project: Project | None, limit: int,
+                       skip_locked: bool) -> list[tuple[Prompt, Project]]:
+    mine = exists().where(Assignment.prompt_id == Prompt.id, Assignment.labeler_id == labeler.id,
+                          Assignment.status.in_(KEEPS_PROMPT_FROM_LABELER))
+    query = (
+        select(Prompt, Project).join(Project, Project.id == Prompt.project_id)
+        .where(_completions_of(Prompt.id) >= Project.completions_per_prompt,
+               _slots_taken(Prompt.id) < Project.rankings_per_prompt,
+               ~mine)
+        .order_by(Prompt.id).limit(limit)
+    )
+    if project is not None:
+        query = query.where(Prompt.project_id == project.id)
+    return [(row[0], row[1]) for row in session.execute(_lock_candidates(session, query, skip_locked))]
+
+
+def _lock_candidates(session: Session, query: Select, skip_locked: bool) -> Select:
+    """Postgres: lock the candidate prompts, skipping those another labeler's request holds, so that
+    concurrent requests spread over different prompts instead of colliding. SQLite runs one writing
+    transaction at a time (see app.db), so it needs no lock here."""
+    if session.get_bind().dialect.name == "postgresql":
+        return query.with_for_update(of=Prompt, skip_locked=skip_locked)
+    return query
+
+
+def _try_assign(session: Session, *, prompt: Prompt, project: Project, labeler: User,
+                ttl: timedelta) -> Assignment | None:
+    taken = set(session.scalars(select(Assignment.slot).where(Assignment.prompt_id == prompt.id,
+                                                             Assignment.slot.is_not(None))))
+    free = [slot for slot in range(project.rankings_per_prompt) if slot not in taken]
+    if not free:
+        return None
+    completion_ids = list(session.scalars(select(Completion.id).where(Completion.prompt_id == prompt.id)
+                                          .order_by(Completion.id).limit(project.completions_per_prompt)))
+    order = _shuffler.sample(completion_ids, len(completion_ids))
+    instructions = session.scalar(select(InstructionVersion.id).where(InstructionVersion.project_id == project.id)
+                                  .order_by(InstructionVersion.version.desc()).limit(1))
+    now = utcnow()
+    values = dict(slot=free[0], status=LIVE, shown_order=order, instructions_version_id=instructions,
+                  created_at=now, expires_at=now + ttl, finished_at=None)
+    try:
+        with session.begin_nested():  # a savepoint: losing a race must not undo the whole request
+            earlier = session.scalar(select(Assignment).where(Assignment.prompt_id == prompt.id,
+                                                              Assignment.labeler_id == labeler.id))
+            if earlier is not None:  # this labeler's own expired assignment of the prompt comes back
+                for key, value in values.items():
+                    setattr(earlier, key, value)
+                assignment = earlier
+            else:
+                assignment = Assignment(project_id=project.id, prompt_id=prompt.id, labeler_id=labeler.id,
+                                        **values)
+                session.add(assignment)
+            session.flush()
+    except IntegrityError:  # another labeler took this slot, or this labeler got the prompt meanwhile
+        return None
+    return assignment
+
+
+def get_assignment_for(session: Session, *, assignment_id: int, labeler: User) -> Assignment:
+    assignment = session.get(Assignment, assignment_id)
+    if assignment is None:
+        raise NotFound(f"No assignment with id {assignment_id}.", code="assignment_not_found")
+    if assignment.labeler_id != labeler.id:
+        raise Forbidden("This assignment belongs to another labeler.", code="not_your_assignment")
+    return assignment
+
+
+def _require_live(assignment: Assignment) -> None:
+    if assignment.status == AssignmentStatus.submitted.value:
+        raise Conflict("This assignment was already submitted; a ranking cannot be changed.",
+                       code="already_submitted")
+    if assignment.status == AssignmentStatus.skipped.value:
+        raise Conflict("This assignment was skipped.", code="assignment_skipped")
+    if assignment.status == AssignmentStatus.expired.value or assignment.expires_at <= utcnow():
+        raise Conflict("This assignment expired and went back to the pool; fetch the next task.",
+                       code="assignment_expired")
+
+
+def validate_ranking(body: RankingIn, *, shown: list[int], allowed_flags: list[str]) -> None:
+    """Every shown completion exactly once, known ids only, known flags only (422 otherwise)."""
+    if any(len(tier) == 0 for tier in body.ranking):
+        raise InvalidInput("ranking: a tier is empty; every tier needs at least one completion.",
+                           details={"field": "ranking"})
+    listed = [cid for tier in body.ranking for cid in tier]
+    counts = Counter(listed)
+    repeated = sorted(cid for cid, n in counts.items() if n > 1)
+    unknown = sorted(set(listed) - set(shown))
+    missing = sorted(set(shown) - set(listed))
+    if repeated or unknown or missing:
+        problems = []
+        if repeated:
+            problems.append(f"repeated ids {repeated}")
+        if unknown:
+            problems.append(f"ids not in this assignment {unknown}")
+        if missing:
+            problems.append(f"missing ids {missing}")
+        raise InvalidInput(
+            "ranking: every completion of the assignment must appear exactly once; " + "; ".join(problems) + ".",
+            details={"field": "ranking", "repeated": repeated, "unknown": unknown, "missing": missing},
+        )
+    for key, names in body.flags.items():
+        if not key.isdigit() or int(key) not in set(shown):
+            raise InvalidInput(f"flags: '{key}' is not a completion of this assignment.",
+                               details={"field": f"flags.{key}"})
+        bad = sorted(set(names) - set(allowed_flags))
+        if bad:
+            raise InvalidInput(f"flags: {bad} are not flags of this project (allowed: {allowed_flags}).",
+                               details={"field": f"flags.{key}", "unknown_flags": bad})
+        if len(set(names)) != len(names):
+            raise InvalidInput(f"flags: completion {key} lists a flag twice.", details={"field": f"flags.{key}"})
+
+
+def submit_ranking(session: Session, *, assignment: Assignment, body: RankingIn) -> tuple[Ranking, int]:
+    _require_live(assignment)
+    project = session.get(Project, assignment.project_id)
+    validate_ranking(body, shown=assignment.shown_order, allowed_flags=project.flags)
+    ranking = Ranking(
+        assignment_id=assignment.id, project_id=assignment.project_id, prompt_id=assignment.prompt_id,
+        labeler_id=assignment.labeler_id, tiers=body.ranking,
+        flags={key: names for key, names in body.flags.items() if names},
+        none_acceptable=body.none_acceptable, seconds_spent=body.seconds_spent,
+        shown_order=assignment.shown_order, instructions_version_id=assignment.instructions_version_id,
+    )
+    try:
+        with session.begin_nested():
+            session.add(ranking)
+            session.flush()
+    except IntegrityError:  # a concurrent submission of the same assignment won
+        raise Conflict("This assignment was already submitted.", code="already_submitted") from None
+    pairs = expand_tiers(body.ranking)
+    if pairs:
+        session.execute(insert(Comparison), [
+            {"ranking_id": ranking.id, "project_id": ranking.project_id, "prompt_id": ranking.prompt_id,
+             "chosen_id": p.chosen_id, "rejected_id": p.rejected_id, "chosen_tier": p.chosen_tier,
+             "rejected_tier": p.rejected_tier}
+            for p in pairs
+        ])
+    assignment.status = AssignmentStatus.submitted.value
+    assignment.finished_at = utcnow()
+    session.flush()
+    return ranking, len(pairs)
+
+
+def skip(session: Session, *, assignment: Assignment) -> None:
+    if assignment.status == AssignmentStatus.submitted.value:
+        raise Conflict("This assignment was already submitted; it cannot be skipped.", code="already_submitted")
+    # Even an expired assignment can be skipped: the labeler has said they do not want this prompt.
+    assignment.status = AssignmentStatus.skipped.value
+    assignment.slot = None
+    assignment.finished_at = utcnow()
+    session.flush()
+
+
+def labeler_progress(session: Session, *, labeler: User, project: Project | None) -> LabelerProgress:
+    in_project = [Ranking.project_id == project.id] if project else []
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    mine = select(func.count(Ranking.id)).where(Ranking.labeler_id == labeler.id, *in_project)
+    ranked_total = session.scalar(mine) or 0
+    ranked_today = session.scalar(mine.where(Ranking.created_at >= midnight)) or 0
+    left = _count_available(session, labeler=labeler, project=project)
+    return LabelerProgress(ranked_today=ranked_today, ranked_total=ranked_total, left_in_project=left)
+
+
+def _count_available(session: Session, *, labeler: User, project: Project | None) -> int:
+    mine = exists().where(Assignment.prompt_id == Prompt.id, Assignment.labeler_id == labeler.id,
+                          Assignment.status.in_(KEEPS_PROMPT_FROM_LABELER))
+    query = (select(func.count(Prompt.id)).join(Project, Project.id == Prompt.project_id)
+             .where(_completions_of(Prompt.id) >= Project.completions_per_prompt,
+                    _slots_taken(Prompt.id) < Project.rankings_per_prompt, ~mine))
+    if project is not None:
+        query = query.where(Prompt.project_id == project.id)
+    return session.scalar(query) or 0
+
+
+def task_view(session: Session, assignment: Assignment) -> dict:
+    """The task as the labeler sees it: completions in the stored shuffled order, no model names."""
+    prompt = session.get(Prompt, assignment.prompt_id)
+    texts = dict(session.execute(select(Completion.id, Completion.text)
+                                 .where(Completion.id.in_(assignment.shown_order))).all())
+    instructions = session.get(InstructionVersion, assignment.instructions_version_id)
+    return {
+        "assignment_id": assignment.id,
+        "project_id": assignment.project_id,
+        "instructions_md": instructions.body_md,
+        "instructions_version": instructions.version,
+        "prompt": {"id": prompt.id, "messages": prompt.messages},
+        "completions": [{"id": cid, "text": texts[cid]} for cid in assignment.shown_order],
+        "expires_at": assignment.expires_at,
+    }
+
+
