@@ -1,0 +1,233 @@
+"""The `preflab` command line: migrate, serve, create users, seed the demo."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from app.auth.models import Role
+
+cli = typer.Typer(
+    help="PrefLab: human-preference annotation for RLHF.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _settings():
+    from app.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        messages = "; ".join(err["msg"].removeprefix("Value error, ") for err in exc.errors())
+        typer.secho(f"Configuration error: {messages}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _engine(settings):
+    from app.db import make_engine
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return make_engine(settings.resolved_database_url)
+
+
+def _session_scope(engine):
+    from contextlib import contextmanager
+
+    from app.db import make_session_factory, session_scope
+
+    return contextmanager(session_scope)(make_session_factory(engine))
+
+
+def _require_migrated(engine) -> None:
+    from app.migrate import pending_migrations
+
+    pending = pending_migrations(engine)
+    if pending:
+        typer.secho(
+            f"The database at {engine.url.render_as_string(hide_password=True)} is not migrated "
+            f"({len(pending)} migration(s) pending). Run `preflab migrate` first.",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+@cli.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (Alembic migrations)."""
+    from app.migrate import upgrade_to_head
+
+    engine = _engine(_settings())
+    upgrade_to_head(engine)
+    typer.echo(f"Database is up to date: {engine.url.render_as_string(hide_password=True)}")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Web worker processes.")] = 1,
+    with_worker: Annotated[
+        bool, typer.Option("--with-worker", help="Also run a job worker beside it.")
+    ] = False,
+) -> None:
+    """Serve the web app and the JSON API (and, with --with-worker, one job worker)."""
+    import uvicorn
+
+    settings = _settings()
+    engine = _engine(settings)
+    _require_migrated(engine)
+    worker = None
+    if with_worker:
+        worker = _start_local_worker(engine, f"http://{_loopback(host)}:{port}", settings.data_dir)
+    typer.echo(f"PrefLab on http://{host}:{port}  (API docs: http://{host}:{port}/api/v1/docs)")
+    try:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            proxy_headers=True,
+            log_level="info",
+        )
+    finally:
+        if worker is not None:
+            worker.terminate()  # SIGTERM: it hands its job back to the queue and exits
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+@cli.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+)
+def worker(ctx: typer.Context) -> None:
+    """Run a job worker: `preflab worker --server URL --token T [--kinds generate] [--once]`.
+
+    The worker is the `trainer` package; it talks to the server only over the HTTP API.
+    """
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "trainer.worker", *ctx.args]))
+
+
+def _loopback(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+LOCAL_WORKER = "local-worker"
+
+
+def _start_local_worker(engine, server: str, data_dir: Path) -> subprocess.Popen:
+    """A worker process beside the server, with a fresh token for a `local-worker` account (the token
+    travels in the environment, not on the command line)."""
+    from sqlalchemy import select
+
+    from app.auth import service
+    from app.auth.models import User
+
+    with _session_scope(engine) as session:
+        user = session.scalar(select(User).where(User.username == LOCAL_WORKER))
+        if user is None:
+            user = service.create_user(session, username=LOCAL_WORKER, role=Role.worker)
+        service.revoke_tokens(session, user=user)
+        token = service.issue_api_token(session, user=user)
+    env = {**os.environ, "PREFLAB_WORKER_TOKEN": token, "PREFLAB_DATA_DIR": str(data_dir)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainer.worker", "--server", server, "--name", LOCAL_WORKER], env=env
+    )
+
+
+@cli.command("create-user")
+def create_user(
+    name: Annotated[str, typer.Argument(help="The username.")],
+    role: Annotated[Role, typer.Option(help="admin, labeler, researcher or worker.")],
+    password: Annotated[
+        str | None, typer.Option(help="Password for browser login (omit for token-only).")
+    ] = None,
+    token: Annotated[bool, typer.Option("--token", help="Also print an API token (the last line).")] = False,
+) -> None:
+    """Create a user; with --token the last line of output is an API token for scripts."""
+    from app.auth import service
+    from app.errors import PrefLabError
+
+    engine = _engine(_settings())
+    _require_migrated(engine)
+    try:
+        with _session_scope(engine) as session:
+            user = service.create_user(session, username=name, role=role, password=password)
+            issued = service.issue_api_token(session, user=user) if token else None
+    except PrefLabError as exc:
+        typer.secho(exc.message, fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"Created {role.value} '{name}' (id {user.id}).")
+    if issued:
+        typer.echo(issued)
+
+
+@cli.command("set-password")
+def set_password(
+    name: Annotated[str, typer.Argument(help="The username.")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+) -> None:
+    """Set a user's password (and end their browser sessions)."""
+    from sqlalchemy import select
+
+    from app.auth import service
+    from app.auth.models import User
+
+    engine = _engine(_settings())
+    _require_migrated(engine)
+    with _session_scope(engine) as session:
+        user = session.scalar(select(User).where(User.username == name))
+        if user is None:
+            typer.secho(f"No user named '{name}'.", fg="red", err=True)
+            raise typer.Exit(1)
+        service.set_password(session, user=user, password=password)
+    typer.echo(f"Password of '{name}' changed.")
+
+
+@cli.command()
+def demo() -> None:
+    """Seed a demo admin, a demo labeler and a demo project with a few prompts (idempotent)."""
+    from app.demo import seed_demo
+
+    settings = _settings()
+    engine = _engine(settings)
+    _require_migrated(engine)
+    with _session_scope(engine) as session:
+        accounts, project = seed_demo(session)
+        if project is not None:
+            from app.jobs.service import queue_generation
+
+            queue_generation(session, project=project, created_by_id=None)
+            typer.echo(f"Queued generation of the demo project's completions (project {project.id}).")
+    credentials = settings.data_dir / "demo-credentials.txt"
+    _remember_new_passwords(credentials, accounts)
+    typer.echo("Demo accounts (also in " + str(credentials) + "):")
+    for line in credentials.read_text().splitlines():
+        typer.echo("  " + line)
+
+
+def _remember_new_passwords(path: Path, accounts) -> None:
+    """Passwords are stored hashed, so the demo keeps the ones it generated in a private file."""
+    new = [f"{a.role:<8} username: {a.username:<10} password: {a.password}" for a in accounts if a.password]
+    if not new:
+        return
+    path.touch(mode=0o600, exist_ok=True)
+    with path.open("a") as file:
+        file.write("\n".join(new) + "\n")
+
+
+def main() -> None:
+    cli(prog_name="preflab")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The ASGI application: routers, static files, and one place that maps errors to responses."""
+
+import logging
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.auth import pages as auth_pages
+from app.auth import router as auth_api
+from app.db import make_engine, make_session_factory
+from app.errors import InvalidInput, NotAuthenticated, PrefLabError, ServiceUnavailable
+from app.jobs import router as job_api
+from app.labeling import pages as labeling_pages
+from app.labeling import router as labeling_api
+from app.projects import pages as project_pages
+from app.projects import router as project_api
+from app.prompts import router as prompt_api
+from app.settings import PROJECT_ROOT, Settings, get_settings
+from app.web import render
+
+API_PREFIX = "/api/v1"
+log = logging.getLogger("preflab")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="PrefLab",
+        version="0.1.0",
+        docs_url=f"{API_PREFIX}/docs",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.resolved_database_url)
+    app.state.session_factory = make_session_factory(app.state.engine)
+
+    for api in (auth_api.router, project_api.router, prompt_api.router, labeling_api.router, job_api.router):
+        app.include_router(api, prefix=API_PREFIX)
+    for pages in (auth_pages.router, project_pages.router, labeling_pages.router):
+        app.include_router(pages)
+    app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
+
+    _install_error_handlers(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith(API_PREFIX + "/") or request.url.path == API_PREFIX
+
+
+def _error_response(request: Request, error: PrefLabError) -> Response:
+    if _wants_json(request):
+        headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+        return JSONResponse(error.as_body(), status_code=error.status_code, headers=headers)
+    if isinstance(error, NotAuthenticated):
+        from app.web import redirect
+
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return redirect(f"/login?next={quote(target)}")
+    return render(request, "error.html", None, status_code=error.status_code, error=error)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PrefLabError)
+    async def domain_error(request: Request, exc: PrefLabError) -> Response:
+        return _error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = []
+        for err in exc.errors():
+            loc = [str(part) for part in err["loc"]]
+            if loc and loc[0] in ("body", "query", "path", "header"):
+                loc = loc[1:]
+            errors.append({"field": ".".join(loc), "message": err["msg"].removeprefix("Value error, ")})
+        first = errors[0] if errors else {"field": "", "message": "invalid request"}
+        message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+        error = InvalidInput(
+            message, code="validation_failed", details={"field": first["field"], "errors": errors}
+        )
+        return _error_response(request, error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        error = PrefLabError(str(exc.detail), code=codes.get(exc.status_code, "http_error"))
+        error.status_code = exc.status_code
+        return _error_response(request, error)
+
+    @app.exception_handler(OperationalError)
+    async def database_down(request: Request, exc: OperationalError) -> Response:
+        log.error("database error: %s", exc)
+        return _error_response(
+            request,
+            ServiceUnavailable(
+                "The database is unavailable or busy; retry in a moment.", code="database_unavailable"
+            ),
+        )
