@@ -15,7 +15,7 @@ from app.auth import service as auth_service
 from app.auth.models import Role, User, WebSession
 from app.auth.security import tokens_equal
 from app.db import session_scope
-from app.errors import Forbidden, NotAuthenticated
+from app.errors import Forbidden, NotAuthenticated, PayloadTooLarge
 from app.settings import Settings
 
 SESSION_COOKIE = "preflab_session"
@@ -65,6 +65,14 @@ async def csrf_token_sent(request: Request) -> str | None:
         return token
     content_type = request.headers.get("content-type", "")
     if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        # Parsing a form spools its files to disk: refuse an oversized upload before that happens.
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > request.app.state.settings.max_upload_bytes:
+            raise PayloadTooLarge(
+                f"The upload is larger than the {request.app.state.settings.max_upload_mb:g} MB limit "
+                "(PREFLAB_MAX_UPLOAD_MB); split it into several files.",
+                details={"limit_bytes": request.app.state.settings.max_upload_bytes},
+            )
         form = await request.form()  # Starlette caches it, so the route can still read the form
         value = form.get(CSRF_FORM_FIELD)
         return value if isinstance(value, str) else None
@@ -90,9 +98,13 @@ def get_optional_caller(
     web_session = auth_service.find_web_session(session, cookie)
     if web_session is None:
         return None
-    if request.method in UNSAFE_METHODS and (not csrf_sent or not tokens_equal(csrf_sent, web_session.csrf_token)):
-        raise Forbidden("The form is missing its CSRF token or it is stale: reload the page and retry.",
-                        code="csrf_failed")
+    if request.method in UNSAFE_METHODS and (
+        not csrf_sent or not tokens_equal(csrf_sent, web_session.csrf_token)
+    ):
+        raise Forbidden(
+            "The form is missing its CSRF token or it is stale: reload the page and retry.",
+            code="csrf_failed",
+        )
     return Caller(user=web_session.user, web_session=web_session)
 
 

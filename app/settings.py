@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(50, gt=0, description="Largest prompt upload accepted (413 beyond).")
     login_max_failures_per_user: int = Field(5, ge=1, description="Failed logins per username per window.")
     login_max_failures_per_address: int = Field(20, ge=1, description="Failed logins per address per window.")
-    assignment_minutes: float = Field(30, gt=0, description="How long a labeler holds a task before it expires.")
+    assignment_minutes: float = Field(
+        30, gt=0, description="How long a labeler holds a task before it expires."
+    )
     login_window_minutes: int = Field(15, ge=1, description="The rate-limit window for failed logins.")
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -91,10 +91,17 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @pytest.fixture
-def db(session_factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session for arranging and inspecting data directly; commit what the app must see."""
-    with session_factory() as session:
+def db(engine: Engine) -> Iterator[Session]:
+    """A session for arranging and inspecting data directly; commit what the app must see.
+
+    On SQLite it uses a plain engine whose reads take no lock: the app's engine begins every
+    transaction with the write lock (see app.db), and a test holding one open would block the app.
+    """
+    inspector = create_engine(engine.url) if engine.dialect.name == "sqlite" else engine
+    with make_session_factory(inspector)() as session:
         yield session
+    if inspector is not engine:
+        inspector.dispose()
 
 
 @pytest.fixture
@@ -196,7 +203,7 @@ def create_project(client: TestClient, admin: Account, **overrides) -> dict:
 
 
 @pytest.fixture
-def live_server(app) -> Iterator[str]:  # noqa: ANN001
+def live_server(app) -> Iterator[str]:
     """The app served by a real uvicorn on a free loopback port, for concurrent clients and the browser."""
     import socket
     import threading

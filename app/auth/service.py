@@ -3,7 +3,7 @@
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.auth.models import ApiToken, LoginFailure, Role, User, WebSession
@@ -44,6 +44,14 @@ def issue_api_token(session: Session, *, user: User) -> str:
     session.add(ApiToken(user_id=user.id, token_hash=hash_token(token), prefix=token[:10]))
     session.flush()
     return token
+
+
+def revoke_tokens(session: Session, *, user: User) -> None:
+    session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
 
 
 def user_for_api_token(session: Session, token: str) -> User | None:

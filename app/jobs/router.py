@@ -3,13 +3,12 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
-from sqlalchemy.orm import Session
 
 from app.auth.models import Role, User
 from app.dependencies import AdminUser, SessionDep, WorkerUser, require_roles
 from app.errors import InvalidInput
 from app.jobs import service
-from app.jobs.models import Job, JobKind
+from app.jobs.models import JobKind
 from app.jobs.schemas import (
     ClaimedJob,
     ClaimRequest,
@@ -31,22 +30,14 @@ router = APIRouter(tags=["jobs"])
 JobReader = Annotated[User, Depends(require_roles(Role.admin, Role.worker))]
 
 
-def queue_generation(session: Session, *, project: Project, created_by_id: int | None) -> tuple[Job, bool]:
-    """Queue a job that fills every prompt with fewer than K completions (or return the one queued)."""
-    existing = service.active_job(session, project_id=project.id, kind=JobKind.generate)
-    if existing is not None:
-        return existing, False
-    config = {"k": project.completions_per_prompt, "generation": dict(project.generation),
-              "model": str(project.generation.get("model", "default"))}
-    return service.enqueue(session, kind=JobKind.generate, project_id=project.id, config=config,
-                           created_by_id=created_by_id), True
-
-
 # --- admin ---------------------------------------------------------------------------------------
 
-@router.post("/projects/{project_id}/generate", status_code=status.HTTP_202_ACCEPTED, response_model=JobCreated)
+
+@router.post(
+    "/projects/{project_id}/generate", status_code=status.HTTP_202_ACCEPTED, response_model=JobCreated
+)
 def generate(admin: AdminUser, project: ProjectDep, session: SessionDep):
-    job, _ = queue_generation(session, project=project, created_by_id=admin.id)
+    job, _ = service.queue_generation(session, project=project, created_by_id=admin.id)
     return JobCreated(job_id=job.id)
 
 
@@ -78,26 +69,44 @@ def retry(_admin: AdminUser, job_id: int, session: SessionDep):
 
 # --- worker protocol -----------------------------------------------------------------------------
 
+
 @router.post("/worker/claim", response_model=ClaimedJob, responses={204: {"description": "No job queued"}})
 def claim(_worker: WorkerUser, body: ClaimRequest, session: SessionDep):
     job = service.claim(session, kinds=body.kinds, worker=body.worker)
     if job is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    return ClaimedJob(id=job.id, kind=job.kind, project_id=job.project_id, config=job.config,
-                      attempts=job.attempts, lease_expires_at=job.lease_expires_at)
+    return ClaimedJob(
+        id=job.id,
+        kind=job.kind,
+        project_id=job.project_id,
+        config=job.config,
+        attempts=job.attempts,
+        lease_expires_at=job.lease_expires_at,
+    )
 
 
 @router.post("/jobs/{job_id}/events", status_code=status.HTTP_204_NO_CONTENT)
 def report_event(_worker: WorkerUser, job_id: int, body: JobEventIn, session: SessionDep):
-    service.record_event(session, job=service.get_job(session, job_id), progress=body.progress, metrics=body.metrics,
-                         log=body.log, attempt=body.attempt)
+    service.record_event(
+        session,
+        job=service.get_job(session, job_id),
+        progress=body.progress,
+        metrics=body.metrics,
+        log=body.log,
+        attempt=body.attempt,
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/jobs/{job_id}/complete", response_model=JobOut)
 def complete(_worker: WorkerUser, job_id: int, body: JobComplete, session: SessionDep):
-    return service.complete(session, job=service.get_job(session, job_id), artifact=body.artifact, metrics=body.metrics,
-                            attempt=body.attempt)
+    return service.complete(
+        session,
+        job=service.get_job(session, job_id),
+        artifact=body.artifact,
+        metrics=body.metrics,
+        attempt=body.attempt,
+    )
 
 
 @router.post("/jobs/{job_id}/fail", response_model=JobOut)
@@ -119,6 +128,9 @@ def store_completions(_worker: WorkerUser, job_id: int, body: GeneratedBatch, se
     service.renew_lease(session, job=job, attempt=body.attempt)
     project = session.get(Project, job.project_id)
     return prompt_service.add_generated_completions(
-        session, project=project, items=body.items, model=job.config.get("model", "default"),
+        session,
+        project=project,
+        items=body.items,
+        model=job.config.get("model", "default"),
         settings={key: value for key, value in job.config.get("generation", {}).items() if key != "model"},
     )

@@ -10,20 +10,50 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, NotFound
 from app.db import utcnow
+from app.errors import Conflict, NotFound
 from app.jobs.models import FINISHED, Job, JobEvent, JobKind, JobStatus
+from app.projects.models import Project
 
 LEASE = timedelta(minutes=5)
 
 
-def enqueue(session: Session, *, kind: JobKind, project_id: int | None, config: dict[str, Any],
-            created_by_id: int | None) -> Job:
-    job = Job(kind=kind.value, project_id=project_id, config=config, created_by_id=created_by_id,
-              status=JobStatus.queued.value, progress=0.0, metrics={}, attempts=0)
+def enqueue(
+    session: Session,
+    *,
+    kind: JobKind,
+    project_id: int | None,
+    config: dict[str, Any],
+    created_by_id: int | None,
+) -> Job:
+    job = Job(
+        kind=kind.value,
+        project_id=project_id,
+        config=config,
+        created_by_id=created_by_id,
+        status=JobStatus.queued.value,
+        progress=0.0,
+        metrics={},
+        attempts=0,
+    )
     session.add(job)
     session.flush()
     return job
+
+
+def queue_generation(session: Session, *, project: Project, created_by_id: int | None) -> tuple[Job, bool]:
+    """Queue a job that fills every prompt with fewer than K completions (or return the one queued)."""
+    existing = active_job(session, project_id=project.id, kind=JobKind.generate)
+    if existing is not None:
+        return existing, False
+    config = {
+        "k": project.completions_per_prompt,
+        "generation": dict(project.generation),
+        "model": str(project.generation.get("model", "default")),
+    }
+    return enqueue(
+        session, kind=JobKind.generate, project_id=project.id, config=config, created_by_id=created_by_id
+    ), True
 
 
 def get_job(session: Session, job_id: int) -> Job:
@@ -34,14 +64,22 @@ def get_job(session: Session, job_id: int) -> Job:
 
 
 def active_job(session: Session, *, project_id: int, kind: JobKind) -> Job | None:
-    return session.scalar(select(Job).where(
-        Job.project_id == project_id, Job.kind == kind.value,
-        Job.status.in_([JobStatus.queued.value, JobStatus.running.value])).order_by(Job.id.desc()).limit(1))
+    return session.scalar(
+        select(Job)
+        .where(
+            Job.project_id == project_id,
+            Job.kind == kind.value,
+            Job.status.in_([JobStatus.queued.value, JobStatus.running.value]),
+        )
+        .order_by(Job.id.desc())
+        .limit(1)
+    )
 
 
 def list_jobs(session: Session, *, project_id: int, limit: int = 20) -> list[Job]:
-    return list(session.scalars(select(Job).where(Job.project_id == project_id).order_by(Job.id.desc())
-                                .limit(limit)))
+    return list(
+        session.scalars(select(Job).where(Job.project_id == project_id).order_by(Job.id.desc()).limit(limit))
+    )
 
 
 def requeue_expired(session: Session) -> None:
@@ -49,13 +87,20 @@ def requeue_expired(session: Session) -> None:
     now = utcnow()
     expired = select(Job.id).where(Job.status == JobStatus.running.value, Job.lease_expires_at < now)
     session.execute(
-        update(Job).where(Job.id.in_(expired), Job.attempts >= Job.max_attempts)
-        .values(status=JobStatus.failed.value, finished_at=now, worker=None, lease_expires_at=None,
-                error="The worker stopped reporting and the job ran out of attempts.")
+        update(Job)
+        .where(Job.id.in_(expired), Job.attempts >= Job.max_attempts)
+        .values(
+            status=JobStatus.failed.value,
+            finished_at=now,
+            worker=None,
+            lease_expires_at=None,
+            error="The worker stopped reporting and the job ran out of attempts.",
+        )
         .execution_options(synchronize_session=False)
     )
     session.execute(
-        update(Job).where(Job.id.in_(expired))
+        update(Job)
+        .where(Job.id.in_(expired))
         .values(status=JobStatus.queued.value, worker=None, lease_expires_at=None)
         .execution_options(synchronize_session=False)
     )
@@ -72,9 +117,15 @@ def claim(session: Session, *, kinds: list[JobKind], worker: str) -> Job | None:
         now = utcnow()
         # The status condition makes the update a compare-and-set: it changes one row or none.
         won = session.execute(
-            update(Job).where(Job.id == job_id, Job.status == JobStatus.queued.value)
-            .values(status=JobStatus.running.value, worker=worker, lease_expires_at=now + LEASE,
-                    started_at=now, attempts=Job.attempts + 1)
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.queued.value)
+            .values(
+                status=JobStatus.running.value,
+                worker=worker,
+                lease_expires_at=now + LEASE,
+                started_at=now,
+                attempts=Job.attempts + 1,
+            )
             .execution_options(synchronize_session=False)
         ).rowcount
         if won:
@@ -85,7 +136,12 @@ def claim(session: Session, *, kinds: list[JobKind], worker: str) -> Job | None:
 
 
 def _next_queued_id(session: Session, kinds: list[str]) -> int | None:
-    query = select(Job.id).where(Job.status == JobStatus.queued.value, Job.kind.in_(kinds)).order_by(Job.id).limit(1)
+    query = (
+        select(Job.id)
+        .where(Job.status == JobStatus.queued.value, Job.kind.in_(kinds))
+        .order_by(Job.id)
+        .limit(1)
+    )
     if session.get_bind().dialect.name == "postgresql":
         # Postgres: skip rows another worker is claiming instead of queueing behind its lock.
         query = query.with_for_update(skip_locked=True)
@@ -101,15 +157,25 @@ def _held_by_worker(job: Job, attempt: int | None) -> None:
     if job.status == JobStatus.cancelled.value:
         raise Conflict("The job was cancelled; stop working on it.", code="job_cancelled")
     if job.status != JobStatus.running.value:
-        raise Conflict(f"The job is {job.status}, not running; it was re-queued or finished elsewhere.",
-                       code="job_not_running")
+        raise Conflict(
+            f"The job is {job.status}, not running; it was re-queued or finished elsewhere.",
+            code="job_not_running",
+        )
     if attempt is not None and attempt != job.attempts:
-        raise Conflict("This worker's lease on the job ran out and another worker holds it now.",
-                       code="lease_lost")
+        raise Conflict(
+            "This worker's lease on the job ran out and another worker holds it now.", code="lease_lost"
+        )
 
 
-def record_event(session: Session, *, job: Job, progress: float | None, metrics: dict[str, Any],
-                 log: str | None, attempt: int | None = None) -> None:
+def record_event(
+    session: Session,
+    *,
+    job: Job,
+    progress: float | None,
+    metrics: dict[str, Any],
+    log: str | None,
+    attempt: int | None = None,
+) -> None:
     """Store a progress event and renew the lease."""
     _held_by_worker(job, attempt)
     session.add(JobEvent(job_id=job.id, progress=progress, metrics=metrics, log=log))
@@ -127,7 +193,9 @@ def renew_lease(session: Session, *, job: Job, attempt: int | None = None) -> No
     session.flush()
 
 
-def complete(session: Session, *, job: Job, artifact: str | None, metrics: dict[str, Any], attempt: int | None = None) -> Job:
+def complete(
+    session: Session, *, job: Job, artifact: str | None, metrics: dict[str, Any], attempt: int | None = None
+) -> Job:
     _held_by_worker(job, attempt)
     job.status = JobStatus.succeeded.value
     job.progress = 1.0
@@ -184,5 +252,3 @@ def retry(session: Session, *, job: Job) -> Job:
 
 def events(session: Session, *, job: Job) -> list[JobEvent]:
     return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id)))
-
-

@@ -10,7 +10,6 @@ Two unique constraints enforce the assignment rules on every backend, whatever t
 import enum
 from datetime import datetime
 
-
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -53,8 +52,9 @@ class Ranking(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Null for rankings imported from existing preference data (they have a source instead).
-    assignment_id: Mapped[int | None] = mapped_column(ForeignKey("assignments.id", ondelete="SET NULL"),
-                                                      unique=True)
+    assignment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("assignments.id", ondelete="SET NULL"), unique=True
+    )
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), index=True)
     labeler_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
@@ -68,8 +68,9 @@ class Ranking(Base):
     instructions_version_id: Mapped[int | None] = mapped_column(ForeignKey("instruction_versions.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    comparisons: Mapped[list["Comparison"]] = relationship(back_populates="ranking",
-                                                           cascade="all, delete-orphan")
+    comparisons: Mapped[list["Comparison"]] = relationship(
+        back_populates="ranking", cascade="all, delete-orphan"
+    )
 
 
 class Comparison(Base):
@@ -88,5 +89,3 @@ class Comparison(Base):
     rejected_tier: Mapped[int] = mapped_column(Integer)
 
     ranking: Mapped[Ranking] = relationship(back_populates="comparisons")
-
-

@@ -14,10 +14,13 @@ router = APIRouter(tags=["labeling"])
 
 
 @router.get("/tasks/next", response_model=Task, responses={204: {"description": "Nothing left for you"}})
-def next_task(labeler: LabelerUser, session: SessionDep, settings: SettingsDep, project_id: int | None = None):
+def next_task(
+    labeler: LabelerUser, session: SessionDep, settings: SettingsDep, project_id: int | None = None
+):
     project = project_service.get_project(session, project_id) if project_id is not None else None
-    assignment = service.next_task(session, labeler=labeler, project=project,
-                                   ttl=timedelta(minutes=settings.assignment_minutes))
+    assignment = service.next_task(
+        session, labeler=labeler, project=project, ttl=timedelta(minutes=settings.assignment_minutes)
+    )
     if assignment is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return service.task_view(session, assignment)
@@ -29,8 +32,9 @@ def my_progress(labeler: LabelerUser, session: SessionDep, project_id: int | Non
     return service.labeler_progress(session, labeler=labeler, project=project)
 
 
-@router.post("/assignments/{assignment_id}/ranking", status_code=status.HTTP_201_CREATED,
-             response_model=RankingCreated)
+@router.post(
+    "/assignments/{assignment_id}/ranking", status_code=status.HTTP_201_CREATED, response_model=RankingCreated
+)
 def submit_ranking(assignment: OwnAssignment, body: RankingIn, session: SessionDep):
     ranking, comparisons = service.submit_ranking(session, assignment=assignment, body=body)
     return RankingCreated(ranking_id=ranking.id, comparisons=comparisons)

@@ -31,7 +31,9 @@ class RankingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ranking: list[list[int]] = Field(min_length=1, description="Tiers of completion ids, best first")
-    flags: dict[str, list[str]] = Field(default_factory=dict, description='{"<completion id>": ["flag", ...]}')
+    flags: dict[str, list[str]] = Field(
+        default_factory=dict, description='{"<completion id>": ["flag", ...]}'
+    )
     none_acceptable: bool = False
     seconds_spent: float | None = Field(None, ge=0, le=86_400)
 

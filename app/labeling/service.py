@@ -28,19 +28,27 @@ KEEPS_PROMPT_FROM_LABELER = (LIVE, AssignmentStatus.submitted.value, AssignmentS
 def expire_stale(session: Session) -> None:
     """Live assignments past their time return their slot to the pool."""
     session.execute(
-        update(Assignment).where(Assignment.status == LIVE, Assignment.expires_at <= utcnow())
+        update(Assignment)
+        .where(Assignment.status == LIVE, Assignment.expires_at <= utcnow())
         .values(status=AssignmentStatus.expired.value, slot=None)
         .execution_options(synchronize_session=False)
     )
 
 
-def next_task(session: Session, *, labeler: User, project: Project | None, ttl: timedelta) -> Assignment | None:
+def next_task(
+    session: Session, *, labeler: User, project: Project | None, ttl: timedelta
+) -> Assignment | None:
     """The labeler's live assignment if they have one, else a new one, else None (nothing left)."""
     expire_stale(session)
     current = session.scalar(
-        select(Assignment).where(Assignment.labeler_id == labeler.id, Assignment.status == LIVE,
-                                 *([Assignment.project_id == project.id] if project else []))
-        .order_by(Assignment.id).limit(1)
+        select(Assignment)
+        .where(
+            Assignment.labeler_id == labeler.id,
+            Assignment.status == LIVE,
+            *([Assignment.project_id == project.id] if project else []),
+        )
+        .order_by(Assignment.id)
+        .limit(1)
     )
     if current is not None:
         return current
@@ -48,8 +56,9 @@ def next_task(session: Session, *, labeler: User, project: Project | None, ttl: 
     # the first tries skip prompts other requests hold locked, the last waits for them instead, so
     # "nothing left" is only ever said when nothing is left.
     for skip_locked in (True, True, False):
-        candidates = _candidate_prompts(session, labeler=labeler, project=project, limit=CANDIDATES_PER_TRY,
-                                        skip_locked=skip_locked)
+        candidates = _candidate_prompts(
+            session, labeler=labeler, project=project, limit=CANDIDATES_PER_TRY, skip_locked=skip_locked
+        )
         for prompt, prompt_project in candidates:
             assignment = _try_assign(session, prompt=prompt, project=prompt_project, labeler=labeler, ttl=ttl)
             if assignment is not None:
@@ -62,20 +71,31 @@ def _completions_of(prompt_id_column: ColumnElement[int]) -> ScalarSelect[int]:
 
 
 def _slots_taken(prompt_id_column: ColumnElement[int]) -> ScalarSelect[int]:
-    return (select(func.count(Assignment.id))
-            .where(Assignment.prompt_id == prompt_id_column, Assignment.slot.is_not(None)).scalar_subquery())
+    return (
+        select(func.count(Assignment.id))
+        .where(Assignment.prompt_id == prompt_id_column, Assignment.slot.is_not(None))
+        .scalar_subquery()
+    )
 
 
-def _candidate_prompts(session: Session, *, labeler: User, project: Project | None, limit: int,
-                       skip_locked: bool) -> list[tuple[Prompt, Project]]:
-    mine = exists().where(Assignment.prompt_id == Prompt.id, Assignment.labeler_id == labeler.id,
-                          Assignment.status.in_(KEEPS_PROMPT_FROM_LABELER))
+def _candidate_prompts(
+    session: Session, *, labeler: User, project: Project | None, limit: int, skip_locked: bool
+) -> list[tuple[Prompt, Project]]:
+    mine = exists().where(
+        Assignment.prompt_id == Prompt.id,
+        Assignment.labeler_id == labeler.id,
+        Assignment.status.in_(KEEPS_PROMPT_FROM_LABELER),
+    )
     query = (
-        select(Prompt, Project).join(Project, Project.id == Prompt.project_id)
-        .where(_completions_of(Prompt.id) >= Project.completions_per_prompt,
-               _slots_taken(Prompt.id) < Project.rankings_per_prompt,
-               ~mine)
-        .order_by(Prompt.id).limit(limit)
+        select(Prompt, Project)
+        .join(Project, Project.id == Prompt.project_id)
+        .where(
+            _completions_of(Prompt.id) >= Project.completions_per_prompt,
+            _slots_taken(Prompt.id) < Project.rankings_per_prompt,
+            ~mine,
+        )
+        .order_by(Prompt.id)
+        .limit(limit)
     )
     if project is not None:
         query = query.where(Prompt.project_id == project.id)
@@ -91,32 +111,57 @@ def _lock_candidates(session: Session, query: Select, skip_locked: bool) -> Sele
     return query
 
 
-def _try_assign(session: Session, *, prompt: Prompt, project: Project, labeler: User,
-                ttl: timedelta) -> Assignment | None:
-    taken = set(session.scalars(select(Assignment.slot).where(Assignment.prompt_id == prompt.id,
-                                                             Assignment.slot.is_not(None))))
+def _try_assign(
+    session: Session, *, prompt: Prompt, project: Project, labeler: User, ttl: timedelta
+) -> Assignment | None:
+    taken = set(
+        session.scalars(
+            select(Assignment.slot).where(Assignment.prompt_id == prompt.id, Assignment.slot.is_not(None))
+        )
+    )
     free = [slot for slot in range(project.rankings_per_prompt) if slot not in taken]
     if not free:
         return None
-    completion_ids = list(session.scalars(select(Completion.id).where(Completion.prompt_id == prompt.id)
-                                          .order_by(Completion.id).limit(project.completions_per_prompt)))
+    completion_ids = list(
+        session.scalars(
+            select(Completion.id)
+            .where(Completion.prompt_id == prompt.id)
+            .order_by(Completion.id)
+            .limit(project.completions_per_prompt)
+        )
+    )
     order = _shuffler.sample(completion_ids, len(completion_ids))
-    instructions = session.scalar(select(InstructionVersion.id).where(InstructionVersion.project_id == project.id)
-                                  .order_by(InstructionVersion.version.desc()).limit(1))
+    instructions = session.scalar(
+        select(InstructionVersion.id)
+        .where(InstructionVersion.project_id == project.id)
+        .order_by(InstructionVersion.version.desc())
+        .limit(1)
+    )
     now = utcnow()
-    values = dict(slot=free[0], status=LIVE, shown_order=order, instructions_version_id=instructions,
-                  created_at=now, expires_at=now + ttl, finished_at=None)
+    values = dict(
+        slot=free[0],
+        status=LIVE,
+        shown_order=order,
+        instructions_version_id=instructions,
+        created_at=now,
+        expires_at=now + ttl,
+        finished_at=None,
+    )
     try:
         with session.begin_nested():  # a savepoint: losing a race must not undo the whole request
-            earlier = session.scalar(select(Assignment).where(Assignment.prompt_id == prompt.id,
-                                                              Assignment.labeler_id == labeler.id))
+            earlier = session.scalar(
+                select(Assignment).where(
+                    Assignment.prompt_id == prompt.id, Assignment.labeler_id == labeler.id
+                )
+            )
             if earlier is not None:  # this labeler's own expired assignment of the prompt comes back
                 for key, value in values.items():
                     setattr(earlier, key, value)
                 assignment = earlier
             else:
-                assignment = Assignment(project_id=project.id, prompt_id=prompt.id, labeler_id=labeler.id,
-                                        **values)
+                assignment = Assignment(
+                    project_id=project.id, prompt_id=prompt.id, labeler_id=labeler.id, **values
+                )
                 session.add(assignment)
             session.flush()
     except IntegrityError:  # another labeler took this slot, or this labeler got the prompt meanwhile
@@ -135,20 +180,25 @@ def get_assignment_for(session: Session, *, assignment_id: int, labeler: User) -
 
 def _require_live(assignment: Assignment) -> None:
     if assignment.status == AssignmentStatus.submitted.value:
-        raise Conflict("This assignment was already submitted; a ranking cannot be changed.",
-                       code="already_submitted")
+        raise Conflict(
+            "This assignment was already submitted; a ranking cannot be changed.", code="already_submitted"
+        )
     if assignment.status == AssignmentStatus.skipped.value:
         raise Conflict("This assignment was skipped.", code="assignment_skipped")
     if assignment.status == AssignmentStatus.expired.value or assignment.expires_at <= utcnow():
-        raise Conflict("This assignment expired and went back to the pool; fetch the next task.",
-                       code="assignment_expired")
+        raise Conflict(
+            "This assignment expired and went back to the pool; fetch the next task.",
+            code="assignment_expired",
+        )
 
 
 def validate_ranking(body: RankingIn, *, shown: list[int], allowed_flags: list[str]) -> None:
     """Every shown completion exactly once, known ids only, known flags only (422 otherwise)."""
     if any(len(tier) == 0 for tier in body.ranking):
-        raise InvalidInput("ranking: a tier is empty; every tier needs at least one completion.",
-                           details={"field": "ranking"})
+        raise InvalidInput(
+            "ranking: a tier is empty; every tier needs at least one completion.",
+            details={"field": "ranking"},
+        )
     listed = [cid for tier in body.ranking for cid in tier]
     counts = Counter(listed)
     repeated = sorted(cid for cid, n in counts.items() if n > 1)
@@ -163,19 +213,26 @@ def validate_ranking(body: RankingIn, *, shown: list[int], allowed_flags: list[s
         if missing:
             problems.append(f"missing ids {missing}")
         raise InvalidInput(
-            "ranking: every completion of the assignment must appear exactly once; " + "; ".join(problems) + ".",
+            "ranking: every completion of the assignment must appear exactly once; "
+            + "; ".join(problems)
+            + ".",
             details={"field": "ranking", "repeated": repeated, "unknown": unknown, "missing": missing},
         )
     for key, names in body.flags.items():
         if not key.isdigit() or int(key) not in set(shown):
-            raise InvalidInput(f"flags: '{key}' is not a completion of this assignment.",
-                               details={"field": f"flags.{key}"})
+            raise InvalidInput(
+                f"flags: '{key}' is not a completion of this assignment.", details={"field": f"flags.{key}"}
+            )
         bad = sorted(set(names) - set(allowed_flags))
         if bad:
-            raise InvalidInput(f"flags: {bad} are not flags of this project (allowed: {allowed_flags}).",
-                               details={"field": f"flags.{key}", "unknown_flags": bad})
+            raise InvalidInput(
+                f"flags: {bad} are not flags of this project (allowed: {allowed_flags}).",
+                details={"field": f"flags.{key}", "unknown_flags": bad},
+            )
         if len(set(names)) != len(names):
-            raise InvalidInput(f"flags: completion {key} lists a flag twice.", details={"field": f"flags.{key}"})
+            raise InvalidInput(
+                f"flags: completion {key} lists a flag twice.", details={"field": f"flags.{key}"}
+            )
 
 
 def submit_ranking(session: Session, *, assignment: Assignment, body: RankingIn) -> tuple[Ranking, int]:
@@ -183,11 +240,16 @@ def submit_ranking(session: Session, *, assignment: Assignment, body: RankingIn)
     project = session.get(Project, assignment.project_id)
     validate_ranking(body, shown=assignment.shown_order, allowed_flags=project.flags)
     ranking = Ranking(
-        assignment_id=assignment.id, project_id=assignment.project_id, prompt_id=assignment.prompt_id,
-        labeler_id=assignment.labeler_id, tiers=body.ranking,
+        assignment_id=assignment.id,
+        project_id=assignment.project_id,
+        prompt_id=assignment.prompt_id,
+        labeler_id=assignment.labeler_id,
+        tiers=body.ranking,
         flags={key: names for key, names in body.flags.items() if names},
-        none_acceptable=body.none_acceptable, seconds_spent=body.seconds_spent,
-        shown_order=assignment.shown_order, instructions_version_id=assignment.instructions_version_id,
+        none_acceptable=body.none_acceptable,
+        seconds_spent=body.seconds_spent,
+        shown_order=assignment.shown_order,
+        instructions_version_id=assignment.instructions_version_id,
     )
     try:
         with session.begin_nested():
@@ -197,12 +259,21 @@ def submit_ranking(session: Session, *, assignment: Assignment, body: RankingIn)
         raise Conflict("This assignment was already submitted.", code="already_submitted") from None
     pairs = expand_tiers(body.ranking)
     if pairs:
-        session.execute(insert(Comparison), [
-            {"ranking_id": ranking.id, "project_id": ranking.project_id, "prompt_id": ranking.prompt_id,
-             "chosen_id": p.chosen_id, "rejected_id": p.rejected_id, "chosen_tier": p.chosen_tier,
-             "rejected_tier": p.rejected_tier}
-            for p in pairs
-        ])
+        session.execute(
+            insert(Comparison),
+            [
+                {
+                    "ranking_id": ranking.id,
+                    "project_id": ranking.project_id,
+                    "prompt_id": ranking.prompt_id,
+                    "chosen_id": p.chosen_id,
+                    "rejected_id": p.rejected_id,
+                    "chosen_tier": p.chosen_tier,
+                    "rejected_tier": p.rejected_tier,
+                }
+                for p in pairs
+            ],
+        )
     assignment.status = AssignmentStatus.submitted.value
     assignment.finished_at = utcnow()
     session.flush()
@@ -211,7 +282,9 @@ def submit_ranking(session: Session, *, assignment: Assignment, body: RankingIn)
 
 def skip(session: Session, *, assignment: Assignment) -> None:
     if assignment.status == AssignmentStatus.submitted.value:
-        raise Conflict("This assignment was already submitted; it cannot be skipped.", code="already_submitted")
+        raise Conflict(
+            "This assignment was already submitted; it cannot be skipped.", code="already_submitted"
+        )
     # Even an expired assignment can be skipped: the labeler has said they do not want this prompt.
     assignment.status = AssignmentStatus.skipped.value
     assignment.slot = None
@@ -230,11 +303,20 @@ def labeler_progress(session: Session, *, labeler: User, project: Project | None
 
 
 def _count_available(session: Session, *, labeler: User, project: Project | None) -> int:
-    mine = exists().where(Assignment.prompt_id == Prompt.id, Assignment.labeler_id == labeler.id,
-                          Assignment.status.in_(KEEPS_PROMPT_FROM_LABELER))
-    query = (select(func.count(Prompt.id)).join(Project, Project.id == Prompt.project_id)
-             .where(_completions_of(Prompt.id) >= Project.completions_per_prompt,
-                    _slots_taken(Prompt.id) < Project.rankings_per_prompt, ~mine))
+    mine = exists().where(
+        Assignment.prompt_id == Prompt.id,
+        Assignment.labeler_id == labeler.id,
+        Assignment.status.in_(KEEPS_PROMPT_FROM_LABELER),
+    )
+    query = (
+        select(func.count(Prompt.id))
+        .join(Project, Project.id == Prompt.project_id)
+        .where(
+            _completions_of(Prompt.id) >= Project.completions_per_prompt,
+            _slots_taken(Prompt.id) < Project.rankings_per_prompt,
+            ~mine,
+        )
+    )
     if project is not None:
         query = query.where(Prompt.project_id == project.id)
     return session.scalar(query) or 0
@@ -243,8 +325,11 @@ def _count_available(session: Session, *, labeler: User, project: Project | None
 def task_view(session: Session, assignment: Assignment) -> dict:
     """The task as the labeler sees it: completions in the stored shuffled order, no model names."""
     prompt = session.get(Prompt, assignment.prompt_id)
-    texts = dict(session.execute(select(Completion.id, Completion.text)
-                                 .where(Completion.id.in_(assignment.shown_order))).all())
+    texts = dict(
+        session.execute(
+            select(Completion.id, Completion.text).where(Completion.id.in_(assignment.shown_order))
+        ).all()
+    )
     instructions = session.get(InstructionVersion, assignment.instructions_version_id)
     return {
         "assignment_id": assignment.id,
@@ -255,5 +340,3 @@ def task_view(session: Session, assignment: Assignment) -> dict:
         "completions": [{"id": cid, "text": texts[cid]} for cid in assignment.shown_order],
         "expires_at": assignment.expires_at,
     }
-
-

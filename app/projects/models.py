@@ -43,3 +43,4 @@ class InstructionVersion(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     project: Mapped[Project] = relationship(back_populates="instruction_versions")
+    author: Mapped["User | None"] = relationship()  # noqa: F821 - resolved by the registry

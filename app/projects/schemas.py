@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AliasPath, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 FlagName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,39}$")]
 DEFAULT_FLAGS = ["unsafe", "factually_wrong", "nonsense", "off_topic"]
@@ -65,6 +65,13 @@ class ProjectUpdate(BaseModel):
 
     _flags_unique = field_validator("flags")(_require_unique)
 
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, name: str | None) -> str | None:
+        if name is not None and not name.strip():
+            raise ValueError("name must not be blank")
+        return name.strip() if name is not None else None
+
 
 class ProjectCounts(BaseModel):
     prompts: int
@@ -87,4 +94,4 @@ class InstructionVersionOut(BaseModel):
     version: int
     body_md: str
     created_at: datetime
-    author: str | None = None
+    author: str | None = Field(None, validation_alias=AliasPath("author", "username"))

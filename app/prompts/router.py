@@ -37,7 +37,7 @@ async def upload_prompts(
     limit = settings.max_upload_bytes
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        upload = await _multipart_file(request, limit)
+        upload = await multipart_file(request, limit)
         spooled, filename, file_type = upload.file, upload.filename, upload.content_type
     else:
         spooled, filename, file_type = await spool_body(request, limit), None, content_type
@@ -80,7 +80,7 @@ async def spool_body(request: Request, limit: int) -> IO[bytes]:
     return spooled
 
 
-async def _multipart_file(request: Request, limit: int) -> UploadFile:
+async def multipart_file(request: Request, limit: int) -> UploadFile:
     _refuse_declared_size(request, limit)
     form = await request.form()
     upload = form.get("file")

@@ -19,8 +19,11 @@ def prompt_status(prompt: Prompt, project: Project, rankings: int) -> PromptStat
 
 
 def ranking_counts(session: Session, prompt_ids: list[int]) -> dict[int, int]:
-    rows = session.execute(select(Ranking.prompt_id, func.count(Ranking.id))
-                           .where(Ranking.prompt_id.in_(prompt_ids)).group_by(Ranking.prompt_id))
+    rows = session.execute(
+        select(Ranking.prompt_id, func.count(Ranking.id))
+        .where(Ranking.prompt_id.in_(prompt_ids))
+        .group_by(Ranking.prompt_id)
+    )
     return dict(rows.all())
 
 
@@ -77,20 +80,33 @@ def prompt_out(prompt: Prompt, project: Project, rankings: int) -> PromptOut:
 
 def count_pending(session: Session, *, project: Project) -> int:
     counts = select(func.count(Completion.id)).where(Completion.prompt_id == Prompt.id).scalar_subquery()
-    return session.scalar(select(func.count(Prompt.id)).where(
-        Prompt.project_id == project.id, counts < project.completions_per_prompt)) or 0
+    return (
+        session.scalar(
+            select(func.count(Prompt.id)).where(
+                Prompt.project_id == project.id, counts < project.completions_per_prompt
+            )
+        )
+        or 0
+    )
 
 
-def add_generated_completions(session: Session, *, project: Project, items: list[GeneratedForPrompt],
-                              model: str, settings: dict) -> GeneratedResult:
+def add_generated_completions(
+    session: Session, *, project: Project, items: list[GeneratedForPrompt], model: str, settings: dict
+) -> GeneratedResult:
     """Store a worker's completions, never more than K per prompt and never two equal texts."""
     prompt_ids = [item.prompt_id for item in items]
-    prompts = {p.id: p for p in session.scalars(select(Prompt).where(Prompt.id.in_(prompt_ids))
-                                                .options(selectinload(Prompt.completions)))}
+    prompts = {
+        p.id: p
+        for p in session.scalars(
+            select(Prompt).where(Prompt.id.in_(prompt_ids)).options(selectinload(Prompt.completions))
+        )
+    }
     foreign = sorted(pid for pid in prompt_ids if pid not in prompts or prompts[pid].project_id != project.id)
     if foreign:
-        raise InvalidInput(f"Prompts {foreign} are not prompts of project {project.id}.",
-                           details={"field": "items", "prompt_ids": foreign})
+        raise InvalidInput(
+            f"Prompts {foreign} are not prompts of project {project.id}.",
+            details={"field": "items", "prompt_ids": foreign},
+        )
     added = duplicates = surplus = 0
     for item in items:
         prompt = prompts[item.prompt_id]
@@ -102,12 +118,23 @@ def add_generated_completions(session: Session, *, project: Project, items: list
             elif room <= 0:
                 surplus += 1
             else:
-                session.add(Completion(prompt_id=prompt.id, text=generated.text, origin="generated", model=model,
-                                       generation_settings={**settings, "finished": generated.finished},
-                                       seed=generated.seed))
+                session.add(
+                    Completion(
+                        prompt_id=prompt.id,
+                        text=generated.text,
+                        origin="generated",
+                        model=model,
+                        generation_settings={**settings, "finished": generated.finished},
+                        seed=generated.seed,
+                    )
+                )
                 seen.add(generated.text.strip())
                 room -= 1
                 added += 1
     session.flush()
-    return GeneratedResult(added=added, duplicates=duplicates, surplus=surplus,
-                           prompts_remaining=count_pending(session, project=project))
+    return GeneratedResult(
+        added=added,
+        duplicates=duplicates,
+        surplus=surplus,
+        prompts_remaining=count_pending(session, project=project),
+    )

@@ -15,13 +15,13 @@ from tests.labeling.conftest import seed_ready_prompts
 CLAIM = {"kinds": ["generate"], "worker": "test-worker"}
 
 
-def queue(client, admin, project) -> int:  # noqa: ANN001
+def queue(client, admin, project) -> int:
     response = client.post(f"/api/v1/projects/{project['id']}/generate", headers=admin.headers)
     assert response.status_code == 202, response.text
     return response.json()["job_id"]
 
 
-def test_generate_queues_once_and_worker_claims_it(client, admin, make_account) -> None:  # noqa: ANN001
+def test_generate_queues_once_and_worker_claims_it(client, admin, make_account) -> None:
     project = create_project(client, admin, completions_per_prompt=2)
     job_id = queue(client, admin, project)
     assert queue(client, admin, project) == job_id, "a second request returns the job already queued"
@@ -38,36 +38,46 @@ def test_generate_queues_once_and_worker_claims_it(client, admin, make_account) 
     assert job["status"] == "running" and job["worker"] == "test-worker"
 
 
-def test_events_complete_and_metrics_series(client, admin, make_account) -> None:  # noqa: ANN001
+def test_events_complete_and_metrics_series(client, admin, make_account) -> None:
     project = create_project(client, admin)
     job_id = queue(client, admin, project)
     worker = make_account("worker")
     client.post("/api/v1/worker/claim", json=CLAIM, headers=worker.headers)
     for step in (1, 2):
-        event = {"progress": step / 4, "metrics": {"step": step, "loss/reward": 1.0 / step}, "log": f"step {step}"}
+        event = {
+            "progress": step / 4,
+            "metrics": {"step": step, "loss/reward": 1.0 / step},
+            "log": f"step {step}",
+        }
         response = client.post(f"/api/v1/jobs/{job_id}/events", json=event, headers=worker.headers)
         assert response.status_code == 204
     job = client.get(f"/api/v1/jobs/{job_id}", headers=admin.headers).json()
     assert job["progress"] == 0.5 and job["metrics"] == {"step": 2, "loss/reward": 0.5}
     series = client.get(f"/api/v1/jobs/{job_id}/metrics", headers=admin.headers).json()["items"]
     assert [e["metrics"]["step"] for e in series] == [1, 2] and series[1]["log"] == "step 2"
-    done = client.post(f"/api/v1/jobs/{job_id}/complete", json={"metrics": {"prompts": 3}}, headers=worker.headers)
+    done = client.post(
+        f"/api/v1/jobs/{job_id}/complete", json={"metrics": {"prompts": 3}}, headers=worker.headers
+    )
     assert done.status_code == 200 and done.json()["status"] == "succeeded" and done.json()["progress"] == 1.0
     again = client.post(f"/api/v1/jobs/{job_id}/events", json={"progress": 1}, headers=worker.headers)
     assert_error(again, 409, "job_not_running")
 
 
-def test_bad_event_is_422_and_unknown_job_404(client, admin, make_account) -> None:  # noqa: ANN001
+def test_bad_event_is_422_and_unknown_job_404(client, admin, make_account) -> None:
     worker = make_account("worker")
     project = create_project(client, admin)
     job_id = queue(client, admin, project)
     client.post("/api/v1/worker/claim", json=CLAIM, headers=worker.headers)
-    assert_error(client.post(f"/api/v1/jobs/{job_id}/events", json={"progress": 2}, headers=worker.headers), 422)
-    assert_error(client.post("/api/v1/jobs/999/events", json={}, headers=worker.headers), 404, "job_not_found")
+    assert_error(
+        client.post(f"/api/v1/jobs/{job_id}/events", json={"progress": 2}, headers=worker.headers), 422
+    )
+    assert_error(
+        client.post("/api/v1/jobs/999/events", json={}, headers=worker.headers), 404, "job_not_found"
+    )
     assert_error(client.post("/api/v1/worker/claim", json={"kinds": []}, headers=worker.headers), 422)
 
 
-def test_expired_lease_requeues_and_fences_the_old_worker(client, admin, make_account, db) -> None:  # noqa: ANN001
+def test_expired_lease_requeues_and_fences_the_old_worker(client, admin, make_account, db) -> None:
     project = create_project(client, admin)
     job_id = queue(client, admin, project)
     old, new = make_account("worker"), make_account("worker")
@@ -77,12 +87,14 @@ def test_expired_lease_requeues_and_fences_the_old_worker(client, admin, make_ac
     second = client.post("/api/v1/worker/claim", json=CLAIM, headers=new.headers).json()
     assert second["id"] == job_id and second["attempts"] == first["attempts"] + 1
     late = {"progress": 0.9, "attempt": first["attempts"]}
-    assert_error(client.post(f"/api/v1/jobs/{job_id}/events", json=late, headers=old.headers), 409, "lease_lost")
+    assert_error(
+        client.post(f"/api/v1/jobs/{job_id}/events", json=late, headers=old.headers), 409, "lease_lost"
+    )
     ok = {"progress": 0.1, "attempt": second["attempts"]}
     assert client.post(f"/api/v1/jobs/{job_id}/events", json=ok, headers=new.headers).status_code == 204
 
 
-def test_job_fails_after_max_attempts_then_retry(client, admin, make_account, db) -> None:  # noqa: ANN001
+def test_job_fails_after_max_attempts_then_retry(client, admin, make_account, db) -> None:
     project = create_project(client, admin)
     job_id = queue(client, admin, project)
     worker = make_account("worker")
@@ -97,16 +109,19 @@ def test_job_fails_after_max_attempts_then_retry(client, admin, make_account, db
     assert client.post("/api/v1/worker/claim", json=CLAIM, headers=worker.headers).json()["id"] == job_id
 
 
-def test_fail_cancel_and_release(client, admin, make_account) -> None:  # noqa: ANN001
+def test_fail_cancel_and_release(client, admin, make_account) -> None:
     worker = make_account("worker")
     project = create_project(client, admin)
     job_id = queue(client, admin, project)
     claimed = client.post("/api/v1/worker/claim", json=CLAIM, headers=worker.headers).json()
-    released = client.post(f"/api/v1/jobs/{job_id}/release", json={"attempt": claimed["attempts"]},
-                           headers=worker.headers)
+    released = client.post(
+        f"/api/v1/jobs/{job_id}/release", json={"attempt": claimed["attempts"]}, headers=worker.headers
+    )
     assert released.json()["status"] == "queued" and released.json()["attempts"] == 0
     client.post("/api/v1/worker/claim", json=CLAIM, headers=worker.headers)
-    failed = client.post(f"/api/v1/jobs/{job_id}/fail", json={"error": "CUDA out of memory"}, headers=worker.headers)
+    failed = client.post(
+        f"/api/v1/jobs/{job_id}/fail", json={"error": "CUDA out of memory"}, headers=worker.headers
+    )
     assert failed.json()["status"] == "failed" and failed.json()["error"] == "CUDA out of memory"
     assert_error(client.post(f"/api/v1/jobs/{job_id}/cancel", headers=admin.headers), 409, "job_finished")
 
@@ -117,7 +132,7 @@ def test_fail_cancel_and_release(client, admin, make_account) -> None:  # noqa: 
     assert_error(stopped, 409, "job_cancelled")
 
 
-def test_generated_completions_are_capped_and_deduplicated(client, admin, make_account) -> None:  # noqa: ANN001
+def test_generated_completions_are_capped_and_deduplicated(client, admin, make_account) -> None:
     project = create_project(client, admin, completions_per_prompt=3)
     seed_ready_prompts(client, admin, project["id"], n=2, k=1)  # one imported completion each
     other = create_project(client, admin, name="other")
@@ -125,15 +140,25 @@ def test_generated_completions_are_capped_and_deduplicated(client, admin, make_a
     job_id = queue(client, admin, project)
     worker = make_account("worker")
     client.post("/api/v1/worker/claim", json=CLAIM, headers=worker.headers)
-    pending = client.get(f"/api/v1/projects/{project['id']}/prompts", params={"status": "pending"},
-                         headers=worker.headers).json()["items"]
+    pending = client.get(
+        f"/api/v1/projects/{project['id']}/prompts", params={"status": "pending"}, headers=worker.headers
+    ).json()["items"]
     first, second = (p["id"] for p in pending)
-    batch = {"items": [
-        {"prompt_id": first, "completions": [{"text": "answer 0.0", "seed": 1}, {"text": "new A", "seed": 2},
-                                             {"text": " new A ", "seed": 3}, {"text": "new B", "seed": 4},
-                                             {"text": "new C", "seed": 5}]},
-        {"prompt_id": second, "completions": [{"text": "x", "seed": 9, "finished": False}]},
-    ]}
+    batch = {
+        "items": [
+            {
+                "prompt_id": first,
+                "completions": [
+                    {"text": "answer 0.0", "seed": 1},
+                    {"text": "new A", "seed": 2},
+                    {"text": " new A ", "seed": 3},
+                    {"text": "new B", "seed": 4},
+                    {"text": "new C", "seed": 5},
+                ],
+            },
+            {"prompt_id": second, "completions": [{"text": "x", "seed": 9, "finished": False}]},
+        ]
+    }
     result = client.post(f"/api/v1/jobs/{job_id}/completions", json=batch, headers=worker.headers).json()
     assert result == {"added": 3, "duplicates": 2, "surplus": 1, "prompts_remaining": 1}
     prompts = client.get(f"/api/v1/projects/{project['id']}/prompts", headers=admin.headers).json()["items"]
@@ -145,14 +170,14 @@ def test_generated_completions_are_capped_and_deduplicated(client, admin, make_a
     assert_error(client.post(f"/api/v1/jobs/{job_id}/completions", json=foreign, headers=worker.headers), 422)
 
 
-def test_concurrent_claims_never_share_a_job(client, admin, make_account, live_server) -> None:  # noqa: ANN001
+def test_concurrent_claims_never_share_a_job(client, admin, make_account, live_server) -> None:
     projects = [create_project(client, admin, name=f"p{i}") for i in range(6)]
     job_ids = {queue(client, admin, p) for p in projects}
     workers = [make_account("worker") for _ in range(8)]
     claimed: list[int] = []
     barrier = threading.Barrier(len(workers))
 
-    def claim_all(account) -> None:  # noqa: ANN001
+    def claim_all(account) -> None:
         with httpx.Client(base_url=live_server, headers=account.headers, timeout=30) as http:
             barrier.wait()
             while (response := http.post("/api/v1/worker/claim", json=CLAIM)).status_code == 200:

@@ -19,14 +19,14 @@ PROMPTS = 12
 RANKINGS_PER_PROMPT = 3
 
 
-def test_concurrent_labelers_never_over_assign(client, admin, make_account, live_server, db) -> None:  # noqa: ANN001
+def test_concurrent_labelers_never_over_assign(client, admin, make_account, live_server, db) -> None:
     project = create_project(client, admin, completions_per_prompt=3, rankings_per_prompt=RANKINGS_PER_PROMPT)
     seed_ready_prompts(client, admin, project["id"], n=PROMPTS, k=3)
     labelers = [make_account("labeler") for _ in range(LABELERS)]
     errors: list[str] = []
     start = threading.Barrier(LABELERS)
 
-    def work(account) -> None:  # noqa: ANN001
+    def work(account) -> None:
         with httpx.Client(base_url=live_server, headers=account.headers, timeout=30) as http:
             start.wait()
             for _ in range(PROMPTS + 2):
@@ -38,7 +38,9 @@ def test_concurrent_labelers_never_over_assign(client, admin, make_account, live
                     return
                 task = response.json()
                 tiers = [[c["id"]] for c in task["completions"]]
-                result = http.post(f"/api/v1/assignments/{task['assignment_id']}/ranking", json={"ranking": tiers})
+                result = http.post(
+                    f"/api/v1/assignments/{task['assignment_id']}/ranking", json={"ranking": tiers}
+                )
                 if result.status_code != 201:
                     errors.append(f"rank {result.status_code} {result.text}")
 

@@ -22,11 +22,14 @@ def test_ties_are_not_comparisons() -> None:
     assert tied_pairs(tiers) == [(41, 44)]
 
 
-@pytest.mark.parametrize("tiers, expected", [
-    ([[1, 2, 3]], 0),
-    ([[1], [2]], 1),
-    ([[1, 2], [3, 4]], 4),
-    ([[1], [2], [3], [4], [5], [6], [7], [8], [9]], 36),
-])
-def test_pair_counts(tiers, expected) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    "tiers, expected",
+    [
+        ([[1, 2, 3]], 0),
+        ([[1], [2]], 1),
+        ([[1, 2], [3, 4]], 4),
+        ([[1], [2], [3], [4], [5], [6], [7], [8], [9]], 36),
+    ],
+)
+def test_pair_counts(tiers, expected) -> None:
     assert len(expand_tiers(tiers)) == expected

@@ -11,28 +11,37 @@ from tests.conftest import create_project
 from tests.labeling.conftest import seed_ready_prompts
 
 
-def next_task(client, labeler, project) -> dict | None:  # noqa: ANN001
+def next_task(client, labeler, project) -> dict | None:
     response = client.get("/api/v1/tasks/next", params={"project_id": project["id"]}, headers=labeler.headers)
     assert response.status_code in (200, 204), response.text
     return response.json() if response.status_code == 200 else None
 
 
-def rank(client, labeler, task, ranking=None, **extra):  # noqa: ANN001, ANN201
+def rank(client, labeler, task, ranking=None, **extra):
     ids = [c["id"] for c in task["completions"]]
     body = {"ranking": ranking if ranking is not None else [[i] for i in ids], **extra}
-    return client.post(f"/api/v1/assignments/{task['assignment_id']}/ranking", json=body, headers=labeler.headers)
+    return client.post(
+        f"/api/v1/assignments/{task['assignment_id']}/ranking", json=body, headers=labeler.headers
+    )
 
 
-def counts(db) -> tuple[int, int]:  # noqa: ANN001
+def counts(db) -> tuple[int, int]:
     db.expire_all()
     return db.scalar(select(func.count(Ranking.id))), db.scalar(select(func.count(Comparison.id)))
 
 
-def test_task_shape_and_shuffled_order_is_stored(client, make_account, ready_project, db) -> None:  # noqa: ANN001
+def test_task_shape_and_shuffled_order_is_stored(client, make_account, ready_project, db) -> None:
     labeler = make_account("labeler")
     task = next_task(client, labeler, ready_project)
-    assert set(task) == {"assignment_id", "project_id", "instructions_md", "instructions_version", "prompt",
-                         "completions", "expires_at"}
+    assert set(task) == {
+        "assignment_id",
+        "project_id",
+        "instructions_md",
+        "instructions_version",
+        "prompt",
+        "completions",
+        "expires_at",
+    }
     assert task["instructions_version"] == 1 and task["instructions_md"] == "# Rank by helpfulness"
     assert task["prompt"]["messages"][0]["role"] == "user"
     assert len(task["completions"]) == 4
@@ -43,26 +52,35 @@ def test_task_shape_and_shuffled_order_is_stored(client, make_account, ready_pro
     assert next_task(client, labeler, ready_project)["assignment_id"] == task["assignment_id"]
 
 
-def test_submit_ranking_with_ties_writes_comparisons(client, make_account, ready_project, db) -> None:  # noqa: ANN001
+def test_submit_ranking_with_ties_writes_comparisons(client, make_account, ready_project, db) -> None:
     labeler = make_account("labeler")
     task = next_task(client, labeler, ready_project)
     a, b, c, d = (x["id"] for x in task["completions"])
-    response = rank(client, labeler, task, [[b], [a, d], [c]], flags={str(c): ["nonsense"]},
-                    none_acceptable=False, seconds_spent=12.5)
+    response = rank(
+        client,
+        labeler,
+        task,
+        [[b], [a, d], [c]],
+        flags={str(c): ["nonsense"]},
+        none_acceptable=False,
+        seconds_spent=12.5,
+    )
     assert response.status_code == 201, response.text
     assert response.json()["comparisons"] == 5
     ranking = db.get(Ranking, response.json()["ranking_id"])
     assert ranking.tiers == [[b], [a, d], [c]] and ranking.flags == {str(c): ["nonsense"]}
     assert ranking.seconds_spent == 12.5 and ranking.labeler_id == labeler.user_id
     assert ranking.shown_order == [a, b, c, d]
-    pairs = {(x.chosen_id, x.rejected_id, x.chosen_tier, x.rejected_tier)
-             for x in db.scalars(select(Comparison).where(Comparison.ranking_id == ranking.id))}
+    pairs = {
+        (x.chosen_id, x.rejected_id, x.chosen_tier, x.rejected_tier)
+        for x in db.scalars(select(Comparison).where(Comparison.ranking_id == ranking.id))
+    }
     assert pairs == {(b, a, 0, 1), (b, d, 0, 1), (b, c, 0, 2), (a, c, 1, 2), (d, c, 1, 2)}
     assert_error(rank(client, labeler, task), 409, "already_submitted")
     assert counts(db) == (1, 5)
 
 
-def test_bad_rankings_are_422_and_write_nothing(client, make_account, ready_project, db) -> None:  # noqa: ANN001
+def test_bad_rankings_are_422_and_write_nothing(client, make_account, ready_project, db) -> None:
     labeler = make_account("labeler")
     task = next_task(client, labeler, ready_project)
     a, b, c, d = (x["id"] for x in task["completions"])
@@ -78,15 +96,16 @@ def test_bad_rankings_are_422_and_write_nothing(client, make_account, ready_proj
         ({"ranking": "a > b"}, "ranking"),
     ]
     for body, fragment in bad:
-        response = client.post(f"/api/v1/assignments/{task['assignment_id']}/ranking", json=body,
-                               headers=labeler.headers)
+        response = client.post(
+            f"/api/v1/assignments/{task['assignment_id']}/ranking", json=body, headers=labeler.headers
+        )
         error = assert_error(response, 422)
         assert fragment in error["message"] or fragment in str(error["details"]), (body, error)
     assert counts(db) == (0, 0)
     assert rank(client, labeler, task, [[a, b, c, d]]).json()["comparisons"] == 0, "all tied: zero pairs"
 
 
-def test_another_labelers_assignment_is_403_and_unknown_404(client, make_account, ready_project) -> None:  # noqa: ANN001
+def test_another_labelers_assignment_is_403_and_unknown_404(client, make_account, ready_project) -> None:
     owner, other = make_account("labeler"), make_account("labeler")
     task = next_task(client, owner, ready_project)
     assert_error(rank(client, other, task), 403, "not_your_assignment")
@@ -94,7 +113,7 @@ def test_another_labelers_assignment_is_403_and_unknown_404(client, make_account
     assert_error(client.post("/api/v1/assignments/424242/skip", headers=owner.headers), 404)
 
 
-def test_expired_assignment_is_409_and_returns_to_the_pool(client, make_account, admin, db) -> None:  # noqa: ANN001
+def test_expired_assignment_is_409_and_returns_to_the_pool(client, make_account, admin, db) -> None:
     project = create_project(client, admin, completions_per_prompt=2, rankings_per_prompt=1)
     seed_ready_prompts(client, admin, project["id"], n=1, k=2)
     first, second = make_account("labeler"), make_account("labeler")
@@ -109,7 +128,7 @@ def test_expired_assignment_is_409_and_returns_to_the_pool(client, make_account,
     assert counts(db)[0] == 1
 
 
-def test_rankings_per_prompt_and_never_twice(client, make_account, admin) -> None:  # noqa: ANN001
+def test_rankings_per_prompt_and_never_twice(client, make_account, admin) -> None:
     project = create_project(client, admin, completions_per_prompt=2, rankings_per_prompt=2)
     seed_ready_prompts(client, admin, project["id"], n=2, k=2)
     labelers = [make_account("labeler") for _ in range(3)]
@@ -128,28 +147,37 @@ def test_rankings_per_prompt_and_never_twice(client, make_account, admin) -> Non
     assert [(p["status"], p["rankings"]) for p in statuses] == [("complete", 2), ("complete", 2)]
 
 
-def test_skip_frees_the_slot_and_is_not_offered_again(client, make_account, admin) -> None:  # noqa: ANN001
+def test_skip_frees_the_slot_and_is_not_offered_again(client, make_account, admin) -> None:
     project = create_project(client, admin, completions_per_prompt=2, rankings_per_prompt=1)
     seed_ready_prompts(client, admin, project["id"], n=1, k=2)
     skipper, other = make_account("labeler"), make_account("labeler")
     task = next_task(client, skipper, project)
-    assert client.post(f"/api/v1/assignments/{task['assignment_id']}/skip", headers=skipper.headers).status_code == 204
+    assert (
+        client.post(f"/api/v1/assignments/{task['assignment_id']}/skip", headers=skipper.headers).status_code
+        == 204
+    )
     assert next_task(client, skipper, project) is None
     assert next_task(client, other, project)["prompt"]["id"] == task["prompt"]["id"]
     assert_error(rank(client, skipper, task), 409, "assignment_skipped")
 
 
-def test_progress_counts(client, make_account, ready_project) -> None:  # noqa: ANN001
+def test_progress_counts(client, make_account, ready_project) -> None:
     labeler = make_account("labeler")
     url, params = "/api/v1/tasks/progress", {"project_id": ready_project["id"]}
     assert client.get(url, params=params, headers=labeler.headers).json() == {
-        "ranked_today": 0, "ranked_total": 0, "left_in_project": 3}
+        "ranked_today": 0,
+        "ranked_total": 0,
+        "left_in_project": 3,
+    }
     rank(client, labeler, next_task(client, labeler, ready_project))
     assert client.get(url, params=params, headers=labeler.headers).json() == {
-        "ranked_today": 1, "ranked_total": 1, "left_in_project": 2}
+        "ranked_today": 1,
+        "ranked_total": 1,
+        "left_in_project": 2,
+    }
 
 
-def test_prompts_without_k_completions_are_not_handed_out(client, make_account, admin) -> None:  # noqa: ANN001
+def test_prompts_without_k_completions_are_not_handed_out(client, make_account, admin) -> None:
     project = create_project(client, admin, completions_per_prompt=3)
     seed_ready_prompts(client, admin, project["id"], n=2, k=2)  # only 2 of 3 completions
     assert next_task(client, make_account("labeler"), project) is None
