@@ -9,7 +9,7 @@ Forms post and redirect (303); the upload and the instructions preview also answ
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
@@ -18,7 +18,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.auth.models import Role, User
 from app.dependencies import AdminUser, Caller, CallerDep, ProjectReader, SessionDep, SettingsDep
-from app.errors import InvalidInput, PrefLabError
+from app.errors import InvalidInput, NotFound, PrefLabError
+from app.jobs import service as job_service
+from app.jobs.models import Job, JobKind, JobStatus
 from app.labeling import service as labeling_service
 from app.labeling.models import Assignment, AssignmentStatus
 from app.projects import service
@@ -35,7 +37,23 @@ router = APIRouter(include_in_schema=False)
 
 PROMPTS_SHOWN = 20  # the project page lists this many prompts
 MAX_PREVIEW_CHARS = 100_000  # the schema's limit on instructions_md
-NOTICES = {"created": "Project created.", "saved": "Changes saved."}
+NOTICES = {
+    "created": "Project created.",
+    "saved": "Changes saved.",
+    "generation_queued": "Generation queued: a worker will fill every prompt that lacks completions.",
+    "generation_active": "A generation job is already queued or running; no second one was queued.",
+    "job_retried": "The job is queued again.",
+    "job_cancelled": "The job was cancelled.",
+}
+JOBS_SHOWN = 10  # the generation card lists this many recent jobs
+ACTIVE_JOBS = (JobStatus.queued.value, JobStatus.running.value)
+# The metrics a job row shows first (when the worker reported them), with their labels.
+JOB_METRICS = {
+    "generate/completions": "completions",
+    "generate/prompts": "prompts",
+    "generate/tokens_per_second": "tokens/s",
+}
+MAX_JOB_METRICS = 6
 
 # Form field -> the label the form shows, so an error names the field the way the admin sees it.
 FIELD_LABELS = {
@@ -328,6 +346,7 @@ def project_page_context(session: Session, project: Project) -> dict[str, Any]:
         "prompts": _prompt_rows(session, prompts, project),
         "more_prompts": more is not None,
         "upload_result": None,
+        **jobs_context(session, project, counts=counts),
     }
 
 
@@ -458,3 +477,163 @@ def _no_file() -> InvalidInput:
         code="missing_file",
         details={"field": "file"},
     )
+
+
+# --- generation jobs -----------------------------------------------------------------------------
+
+
+def valid_project_job(project: ProjectDep, job_id: int, session: SessionDep) -> Job:
+    """The job in the path, which must be one of the project's in the path (404 otherwise)."""
+    job = session.get(Job, job_id)
+    if job is None or job.project_id != project.id:
+        raise NotFound(f"Project {project.id} has no job with id {job_id}.", code="job_not_found")
+    return job
+
+
+ProjectJob = Annotated[Job, Depends(valid_project_job)]
+
+
+def jobs_context(
+    session: Session, project: Project, *, counts: ProjectCounts | None = None
+) -> dict[str, Any]:
+    """The generation card: recent jobs, whether one is active (then the card polls), what is missing."""
+    counts = counts or service.project_counts(session, [project.id])[project.id]
+    jobs = job_service.list_jobs(session, project_id=project.id, limit=JOBS_SHOWN)
+    return {
+        "jobs": [_job_row(job) for job in jobs],
+        "jobs_active": any(job.status in ACTIVE_JOBS for job in jobs),
+        "generating": any(job.status in ACTIVE_JOBS and job.kind == JobKind.generate.value for job in jobs),
+        "prompts_missing": counts.prompts - counts.prompts_ready,
+        "jobs_notice": None,
+        "jobs_error": None,
+    }
+
+
+def _job_row(job: Job) -> dict[str, Any]:
+    metrics = job.metrics or {}
+    keys = [key for key in JOB_METRICS if key in metrics]
+    keys += [key for key in sorted(metrics) if key not in JOB_METRICS and _shown_metric(metrics[key])]
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "active": job.status in ACTIVE_JOBS,
+        "progress": min(max(job.progress or 0.0, 0.0), 1.0),
+        "metrics": [
+            (JOB_METRICS.get(key, key), _metric_value(metrics[key])) for key in keys[:MAX_JOB_METRICS]
+        ],
+        "error": job.error,
+        "attempts": job.attempts,
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+        "can_retry": job.status in (JobStatus.failed.value, JobStatus.cancelled.value),
+        "can_cancel": job.status in ACTIVE_JOBS,
+    }
+
+
+def _shown_metric(value: Any) -> bool:
+    return isinstance(value, int | float | str) and not isinstance(value, bool) and len(str(value)) <= 40
+
+
+def _metric_value(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int) or float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.3g}"
+
+
+@router.get("/projects/{project_id}/jobs")
+def jobs_fragment(
+    request: Request, caller: CallerDep, _admin: AdminUser, project: ProjectDep, session: SessionDep
+):
+    """The generation card; while a job is queued or running it polls this route every two seconds."""
+    job_service.requeue_expired(session)  # a job whose worker went silent shows as queued again
+    return _jobs_response(request, caller, session, project)
+
+
+@router.post("/projects/{project_id}/generate")
+def generate_form(
+    request: Request, caller: CallerDep, admin: AdminUser, project: ProjectDep, session: SessionDep
+):
+    _, queued = job_service.queue_generation(session, project=project, created_by_id=admin.id)
+    return _after_job_action(
+        request, caller, session, project, notice="generation_queued" if queued else "generation_active"
+    )
+
+
+@router.post("/projects/{project_id}/jobs/{job_id}/retry")
+def retry_job_form(
+    request: Request,
+    caller: CallerDep,
+    _admin: AdminUser,
+    project: ProjectDep,
+    job: ProjectJob,
+    session: SessionDep,
+):
+    try:
+        job_service.retry(session, job=job)
+    except PrefLabError as error:
+        session.rollback()
+        return _jobs_response(request, caller, session, project, error=error)
+    return _after_job_action(request, caller, session, project, notice="job_retried")
+
+
+@router.post("/projects/{project_id}/jobs/{job_id}/cancel")
+def cancel_job_form(
+    request: Request,
+    caller: CallerDep,
+    _admin: AdminUser,
+    project: ProjectDep,
+    job: ProjectJob,
+    session: SessionDep,
+):
+    try:
+        job_service.cancel(session, job=job)
+    except PrefLabError as error:
+        session.rollback()
+        return _jobs_response(request, caller, session, project, error=error)
+    return _after_job_action(request, caller, session, project, notice="job_cancelled")
+
+
+def _after_job_action(request: Request, caller: Caller, session: Session, project: Project, *, notice: str):
+    if is_htmx(request):
+        return _jobs_response(request, caller, session, project, notice=NOTICES[notice])
+    return redirect(f"/projects/{project.id}?notice={notice}#project-jobs")
+
+
+def _jobs_response(
+    request: Request,
+    caller: Caller,
+    session: Session,
+    project: Project,
+    *,
+    notice: str | None = None,
+    error: PrefLabError | None = None,
+) -> Response:
+    """The card alone for htmx and for GET (with the counts, and once no job is active the prompt table,
+    swapped in out of band); after a refused form without htmx, the whole project page."""
+    status_code = error.status_code if error else 200
+    if error is not None and not is_htmx(request) and request.method == "POST":
+        context = project_page_context(session, project)
+        context["jobs_error"] = error.message
+        return render(
+            request, "projects/detail.html", caller, status_code=status_code, notice=None, **context
+        )
+    context = jobs_context(session, project)
+    context.update(jobs_notice=notice, jobs_error=error.message if error else None)
+    refresh_prompts = not context["jobs_active"]
+    if is_htmx(request):
+        counts = service.project_counts(session, [project.id])[project.id]
+        context.update(project=project, counts=counts, progress=_progress(counts), oob_counts=True)
+        if refresh_prompts:
+            prompts, more = prompt_service.list_prompts(
+                session, project=project, status=None, limit=PROMPTS_SHOWN, cursor=None
+            )
+            context.update(
+                prompts=_prompt_rows(session, prompts, project),
+                more_prompts=more is not None,
+                oob_prompts=True,
+            )
+    context["project"] = project
+    return render(request, "projects/_jobs_fragment.html", caller, status_code=status_code, **context)

@@ -290,7 +290,8 @@
     var target = event.target;
     var form = task.querySelector("#label-form");
 
-    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && form && form.contains(target)) {
+    var inTask = target === document.body || (target instanceof Element && task.contains(target));
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && form && inTask) {
       event.preventDefault();
       form.requestSubmit(form.querySelector("#label-submit"));
       return;
@@ -354,7 +355,8 @@
 
   if (window.htmx) {
     window.htmx.onLoad(init);
-    document.addEventListener("htmx:afterSwap", function () {
+    // After the settle, not the swap: htmx settles the new element's class attribute last.
+    document.addEventListener("htmx:afterSettle", function () {
       // An outerHTML swap replaces the task element: a task not seen before is a newly arrived one.
       var task = document.getElementById("label-task");
       if (!task || task.__arrived) return;
