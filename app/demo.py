@@ -10,7 +10,7 @@ from app.auth import service as auth_service
 from app.auth.models import Role, User
 from app.projects import service as project_service
 from app.projects.models import Project
-from app.projects.schemas import ProjectCreate
+from app.projects.schemas import GenerationSettings, ProjectCreate
 from app.prompts.models import Prompt
 
 DEMO_PROJECT = "demo-helpfulness"
@@ -50,6 +50,7 @@ def seed_demo(session: Session) -> tuple[list[DemoAccount], Project | None]:
     generation of its completions), else None."""
     accounts = [_ensure_user(session, "admin", Role.admin), _ensure_user(session, "labeler", Role.labeler)]
     admin = session.scalar(select(User).where(User.username == "admin"))
+    project = None
     if session.scalar(select(Project).where(Project.name == DEMO_PROJECT)) is None:
         project = project_service.create_project(
             session,
@@ -58,6 +59,8 @@ def seed_demo(session: Session) -> tuple[list[DemoAccount], Project | None]:
                 instructions_md=DEMO_INSTRUCTIONS,
                 completions_per_prompt=4,
                 rankings_per_prompt=1,
+                # Short answers keep the first generation quick on a laptop CPU.
+                generation=GenerationSettings(temperature=0.9, top_p=0.95, max_new_tokens=96),
             ),
             author=admin,
         )

@@ -244,6 +244,9 @@ def retry(session: Session, *, job: Job) -> Job:
     job.status = JobStatus.queued.value
     job.error = None
     job.attempts = 0
+    job.progress = 0.0
+    job.metrics = {}
+    job.started_at = None
     job.finished_at = None
     job.worker = None
     session.flush()
