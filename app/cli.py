@@ -1,6 +1,7 @@
 """The `preflab` command line: migrate, serve, create users, seed the demo."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,9 @@ def serve(
     if with_worker:
         worker = _start_local_worker(engine, f"http://{_loopback(host)}:{port}", settings.data_dir)
     typer.echo(f"PrefLab on http://{host}:{port}  (API docs: http://{host}:{port}/api/v1/docs)")
+    # Uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler that would kill
+    # this process before the `finally` below stops the worker. Turn it into a normal exit instead.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(
             "app.main:create_app",
@@ -117,6 +121,16 @@ def worker(ctx: typer.Context) -> None:
     raise typer.Exit(subprocess.call([sys.executable, "-m", "trainer.worker", *ctx.args]))
 
 
+def _die_with_parent() -> None:
+    """Linux: the worker gets SIGTERM if the server process dies without stopping it (e.g. SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _loopback(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
@@ -140,7 +154,9 @@ def _start_local_worker(engine, server: str, data_dir: Path) -> subprocess.Popen
         token = service.issue_api_token(session, user=user)
     env = {**os.environ, "PREFLAB_WORKER_TOKEN": token, "PREFLAB_DATA_DIR": str(data_dir)}
     return subprocess.Popen(
-        [sys.executable, "-m", "trainer.worker", "--server", server, "--name", LOCAL_WORKER], env=env
+        [sys.executable, "-m", "trainer.worker", "--server", server, "--name", LOCAL_WORKER],
+        env=env,
+        preexec_fn=_die_with_parent,
     )
 
 

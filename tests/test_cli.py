@@ -13,8 +13,9 @@ from app.auth.security import hash_token
 def preflab(*args: str, data_dir: Path, extra_env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFLAB_DEV": "1", "PREFLAB_DATA_DIR": str(data_dir), **(extra_env or {})}
     env.pop("PREFLAB_DATABASE_URL", None)
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
