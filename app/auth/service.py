@@ -4,7 +4,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.auth.models import ApiToken, LoginFailure, Role, User, WebSession
 from app.auth.security import hash_password, hash_token, new_token, password_needs_rehash, verify_password
@@ -56,7 +56,9 @@ def revoke_tokens(session: Session, *, user: User) -> None:
 
 def user_for_api_token(session: Session, token: str) -> User | None:
     row = session.scalar(
-        select(ApiToken).where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+        select(ApiToken)
+        .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+        .options(joinedload(ApiToken.user))  # every API request needs both: one query, not two
     )
     if row is None or not row.user.is_active:
         return None
