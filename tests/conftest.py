@@ -226,3 +226,15 @@ def live_server(app) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With PREFLAB_FORBID_SKIPS=1 (CI), a skipped test fails the run: CI installs Postgres, Chromium
+    and the trainer extras, so a skip there means a leg silently stopped running."""
+    if os.environ.get("PREFLAB_FORBID_SKIPS") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped:
+        reporter.write_line(f"PREFLAB_FORBID_SKIPS=1: {len(skipped)} test(s) skipped; failing the run.", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,55 @@
+# PrefLab: `make run` starts the app on its embedded defaults; `make test` runs the whole suite.
+# Both create .venv in the repository root on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The worker's torch. Installed before anything that depends on it, so pip does not pick a newer
+# build with several GB of CUDA libraries. Pass TORCH_PIP_ARGS="--index-url ..." for another build.
+TORCH_VERSION ?= 2.13.0
+TORCH_PIP_ARGS ?=
+PORT ?= 8000
+export PREFLAB_DATA_DIR ?= ./data
+
+.PHONY: run test lint format bench postgres clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
+	touch $@
+
+$(VENV)/.installed-run: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install --quiet -e ".[trainer]"
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install --quiet -e ".[trainer,test]"
+	touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run  ## migrate SQLite in ./data, seed the demo, serve on http://127.0.0.1:8000
+	PREFLAB_DEV=1 $(BIN)/preflab migrate
+	PREFLAB_DEV=1 $(BIN)/preflab demo
+	PREFLAB_DEV=1 $(BIN)/preflab serve --host 127.0.0.1 --port $(PORT) --with-worker
+
+test: $(VENV)/.installed-test  ## the whole suite (Postgres leg too when PREFLAB_TEST_POSTGRES_URL is set)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check app trainer tests bench
+
+format: $(VENV)/.installed-test
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format app trainer tests bench
+
+bench: $(VENV)/.installed-test  ## performance figures; see docs/benchmarks.md
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+postgres:  ## start a throwaway Postgres on 127.0.0.1:54329 and print its URL
+	@scripts/throwaway-postgres.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

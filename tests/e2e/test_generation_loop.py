@@ -1,0 +1,139 @@
+"""The generate loop end to end: admin queues, a real worker claims over HTTP, a real (tiny) model
+generates, completions land, labelers can rank. Also the worker's behaviour at the edges: server down,
+SIGTERM."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch", reason="the trainer extras (torch, transformers) are not installed")
+
+from tests.conftest import create_project
+from tests.trainer.conftest import save_tiny_model
+from trainer.client import ApiClient, ServerUnavailable
+from trainer.worker import Worker
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-policy"))
+
+
+def test_generate_job_fills_every_prompt(
+    client, admin, make_account, live_server, tiny_model, tmp_path
+) -> None:
+    project = create_project(
+        client,
+        admin,
+        completions_per_prompt=3,
+        rankings_per_prompt=1,
+        generation={"model": str(tiny_model), "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 12},
+    )
+    prompts = [{"prompt": f"Tell me about number {i}"} for i in range(5)]
+    prompts.append({"prompt": "Already has one", "completions": ["an imported answer"]})
+    body = "".join(json.dumps(p) + "\n" for p in prompts)
+    client.post(
+        f"/api/v1/projects/{project['id']}/prompts",
+        content=body.encode(),
+        headers={**admin.headers, "Content-Type": "application/x-ndjson"},
+    )
+    job_id = client.post(f"/api/v1/projects/{project['id']}/generate", headers=admin.headers).json()["job_id"]
+
+    worker_account = make_account("worker")
+    worker = Worker(
+        ApiClient(live_server, worker_account.token),
+        name="e2e",
+        kinds=["generate"],
+        data_dir=tmp_path,
+        poll_seconds=0.1,
+    )
+    worker.run(once=True)
+
+    job = client.get(f"/api/v1/jobs/{job_id}", headers=admin.headers).json()
+    assert job["status"] == "succeeded", job
+    assert job["metrics"]["generate/completions"] == 5 * 3 + 2
+    items = client.get(f"/api/v1/projects/{project['id']}/prompts", headers=admin.headers).json()["items"]
+    assert all(p["status"] == "ready" and len(p["completions"]) == 3 for p in items)
+    for prompt in items:
+        texts = [c["text"].strip() for c in prompt["completions"]]
+        assert len(set(texts)) == 3, "no twins"
+    generated = items[0]["completions"][0]
+    assert generated["origin"] == "generated" and generated["model"] == str(tiny_model)
+    assert isinstance(generated["seed"], int)
+    series = client.get(f"/api/v1/jobs/{job_id}/metrics", headers=admin.headers).json()["items"]
+    assert series and series[-1]["progress"] == 1.0
+
+    labeler = make_account("labeler")
+    task = client.get(
+        "/api/v1/tasks/next", params={"project_id": project["id"]}, headers=labeler.headers
+    ).json()
+    assert len(task["completions"]) == 3
+
+
+def test_client_retries_then_gives_up_when_server_is_down() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    sleeps: list[float] = []
+    api = ApiClient(f"http://127.0.0.1:{port}", "token", retries=3, sleep=sleeps.append)
+    with pytest.raises(ServerUnavailable):
+        api.claim(["generate"], "w")
+    assert sleeps == [0.5, 1.0, 2.0], "exponential back-off between tries"
+
+
+def test_worker_waits_for_a_server_that_starts_later(app, admin, make_account, client, tmp_path) -> None:
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    project = create_project(client, admin)
+    job_id = client.post(f"/api/v1/projects/{project['id']}/generate", headers=admin.headers).json()["job_id"]
+    claimed: list[int] = []
+
+    class RecordingWorker(Worker):
+        def run_job(self, job) -> None:
+            claimed.append(job.id)
+            self.api.release(job)
+
+    worker = RecordingWorker(
+        ApiClient(f"http://127.0.0.1:{port}", make_account("worker").token),
+        name="late",
+        kinds=["generate"],
+        data_dir=tmp_path,
+        poll_seconds=0.05,
+    )
+    thread = threading.Thread(target=worker.run, kwargs={"once": True}, daemon=True)
+    thread.start()
+    time.sleep(0.5)  # the worker is failing to connect and backing off
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server_thread = threading.Thread(target=server.run, daemon=True)
+    server_thread.start()
+    thread.join(timeout=30)
+    server.should_exit = True
+    server_thread.join(timeout=10)
+    assert claimed == [job_id]
+
+
+def test_worker_process_stops_cleanly_on_sigterm(live_server, make_account, tmp_path) -> None:
+    env = {**os.environ, "PREFLAB_WORKER_TOKEN": make_account("worker").token}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trainer.worker", "--server", live_server, "--data-dir", str(tmp_path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(1.5)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output
+    assert "received SIGTERM" in output and "worker stopped" in output

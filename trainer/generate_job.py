@@ -1,0 +1,121 @@
+"""The `generate` job: fill every prompt of a project that has fewer than K completions.
+
+Reads the pending prompts over the API, generates the missing completions in batches (several prompts
+per `generate` call, K samples each), and posts them back. The server keeps at most K per prompt and
+drops texts equal to one the prompt already has; such prompts stay pending and the next pass draws
+again with a new seed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from trainer.client import ClaimedJob
+from trainer.generation import generate_completions
+
+PASSES = 3  # rounds over what is still pending; each round uses a fresh seed
+
+
+@dataclass
+class GenerateConfig:
+    """What the server snapshots from the project when the job is queued."""
+
+    k: int
+    """Completions per prompt (the project's K)."""
+    model: str
+    """"default", a local Hugging Face model directory, or a model version's artefact path."""
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    seed: int
+    """Base seed; each completion's own seed is derived from it and recorded with the completion."""
+    batch_size: int = 8
+    """Prompts per `generate` call (each expands to K rows)."""
+
+    @classmethod
+    def from_job(cls, job: ClaimedJob) -> GenerateConfig:
+        generation = job.config.get("generation", {})
+        return cls(
+            k=int(job.config["k"]),
+            model=str(job.config.get("model", "default")),
+            temperature=float(generation.get("temperature", 0.8)),
+            top_p=float(generation.get("top_p", 0.95)),
+            max_new_tokens=int(generation.get("max_new_tokens", 128)),
+            seed=int(job.config.get("seed", job.id)),
+            batch_size=int(job.config.get("batch_size", 8)),
+        )
+
+
+def run_generate_job(ctx: Any, job: ClaimedJob) -> dict[str, Any]:
+    """`ctx` is the worker: it has `api`, `load_policy(spec)` and `check_stop()`. Returns final metrics."""
+    config = GenerateConfig.from_job(job)
+    policy = ctx.load_policy(config.model)
+    added = tokens = 0
+    started = time.monotonic()
+    total = None
+    for pass_number in range(PASSES):
+        pending = list(ctx.api.pending_prompts(job.project_id))
+        total = total if total is not None else len(pending)
+        if not pending:
+            break
+        for start in range(0, len(pending), config.batch_size):
+            ctx.check_stop()
+            batch = pending[start : start + config.batch_size]
+            items, batch_tokens = _generate_batch(
+                policy, batch, config, seed=config.seed + 1_000_003 * pass_number
+            )
+            result = ctx.api.store_completions(job, items)
+            added += result["added"]
+            tokens += batch_tokens
+            elapsed = time.monotonic() - started
+            done = max(0, total - result["prompts_remaining"])
+            ctx.api.event(
+                job,
+                progress=min(1.0, done / total) if total else 1.0,
+                metrics={
+                    "generate/completions": added,
+                    "generate/prompts_remaining": result["prompts_remaining"],
+                    "generate/tokens_per_second": tokens / elapsed,
+                },
+            )
+    return {
+        "generate/completions": added,
+        "generate/prompts": total or 0,
+        "generate/seconds": round(time.monotonic() - started, 2),
+    }
+
+
+def _generate_batch(
+    policy: Any, prompts: list[dict], config: GenerateConfig, seed: int
+) -> tuple[list[dict], int]:
+    """Generate what each prompt lacks; prompts lacking the same number share one `generate` call."""
+    by_need: dict[int, list[dict]] = defaultdict(list)
+    for prompt in prompts:
+        need = config.k - len(prompt["completions"])
+        if need > 0:
+            by_need[need].append(prompt)
+    items, tokens = [], 0
+    for need, group in by_need.items():
+        results = generate_completions(
+            policy,
+            [p["messages"] for p in group],
+            k=need,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_new_tokens=config.max_new_tokens,
+            seed=seed,
+        )
+        for prompt, completions in zip(group, results, strict=True):
+            tokens += sum(c.num_tokens for c in completions)
+            items.append(
+                {
+                    "prompt_id": prompt["id"],
+                    "completions": [
+                        {"text": c.text, "seed": c.seed, "finished": c.finished} for c in completions
+                    ],
+                }
+            )
+    return items, tokens

@@ -1,0 +1,409 @@
+"""Generate K distinct completions per chat prompt, for labelers to rank.
+
+How a call runs, top to bottom:
+
+1. Render each chat with the tokenizer's chat template and tokenize it once.
+2. Draw K samples of every prompt in ONE ``model.generate`` call: the prompts are left-padded into one
+   batch with a real attention mask and each is repeated K times (what ``num_return_sequences=K``
+   does; see :func:`_sample` for why the rows are expanded here instead).
+3. Re-sample any completion that is empty or a twin of another completion of the same prompt (compared
+   after ``.strip()``), with a fresh derived seed, a bounded number of times: labelers never rank twins.
+
+Seeding. ``generate`` would draw every row from the one global torch RNG, so a completion would depend on
+which other prompts shared its batch. Instead every completion gets its own seed, derived from
+``(seed, rendered prompt, slot, attempt)``, and its own ``torch.Generator`` (see :class:`PerRowSampler`).
+A completion is therefore a function of (model, prompt, seed, sampling settings) alone: batching,
+batch size, re-sampling one twin or the one-by-one loop reproduce it, up to floating-point differences
+between batch shapes. The seed is recorded on each :class:`Generated`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from trainer.policy import Policy
+
+Chat = list[dict[str, str]]
+"""A prompt: chat messages such as ``[{"role": "user", "content": "..."}]``."""
+
+DEFAULT_MAX_ATTEMPTS = 4
+"""Draws per completion slot (the first plus re-samples) before giving up on twins or empty text."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One completion of one prompt."""
+
+    text: str
+    """Decoded new tokens only, special tokens skipped."""
+    seed: int
+    """Seed of this completion's own sampler: with the same model, prompt and settings it reproduces it."""
+    num_tokens: int
+    """Tokens the model generated, counting the EOS token when one was reached."""
+    finished: bool
+    """True when the model emitted EOS; False when it hit ``max_new_tokens``."""
+    attempt: int = 0
+    """0 for the first draw; n when this slot was re-sampled n times (twin or empty text)."""
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 (got {self.temperature}); greedy decoding gives twins")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1] (got {self.top_p})")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1 (got {self.max_new_tokens})")
+
+
+class DuplicateCompletionsError(RuntimeError):
+    """The model kept producing twins (or empty text) for one prompt after every allowed re-sample."""
+
+    def __init__(self, prompt_index: int, texts: Sequence[str], max_attempts: int) -> None:
+        self.prompt_index = prompt_index
+        self.texts = list(texts)
+        distinct = len({text.strip() for text in texts if text.strip()})
+        super().__init__(
+            f"Prompt {prompt_index}: only {distinct} distinct non-empty completions out of k={len(texts)} "
+            f"after {max_attempts} draws per slot; the model is too deterministic for this prompt. "
+            f"Raise temperature or top_p, or lower k. Completions: {self.texts!r}"
+        )
+
+
+class PromptTooLongError(ValueError):
+    """Some prompts exceed ``max_prompt_tokens``.
+
+    Raised rather than truncating: labelers see the whole prompt, so the model must have seen it too.
+    """
+
+    def __init__(self, too_long: dict[int, int], max_prompt_tokens: int) -> None:
+        self.too_long = too_long
+        super().__init__(
+            f"Prompts longer than max_prompt_tokens={max_prompt_tokens} (index: tokens): {too_long}"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Public entry points
+# --------------------------------------------------------------------------------------------------
+
+
+def generate_completions(
+    policy: Policy,
+    prompts: list[Chat],
+    *,
+    k: int,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    seed: int,
+    max_prompt_tokens: int | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+) -> list[list[Generated]]:
+    """Return ``k`` distinct, non-empty completions for each prompt, in prompt order.
+
+    All prompts go through one batched ``generate`` call (plus one more per re-sampling round, if any);
+    split long lists with :func:`generate_in_batches`. Raises :class:`DuplicateCompletionsError` when a
+    prompt still has twins after ``max_attempts`` draws per slot, and :class:`PromptTooLongError`.
+    """
+    return _generate_distinct(
+        policy,
+        prompts,
+        k=k,
+        settings=SamplingSettings(temperature, top_p, max_new_tokens),
+        seed=seed,
+        max_prompt_tokens=max_prompt_tokens,
+        max_attempts=max_attempts,
+        draw=_draw_batched,
+    )
+
+
+def generate_completions_naive(
+    policy: Policy,
+    prompts: list[Chat],
+    *,
+    k: int,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    seed: int,
+    max_prompt_tokens: int | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+) -> list[list[Generated]]:
+    """Same contract and same seeds as :func:`generate_completions`, one ``generate`` call per completion.
+
+    The baseline for the benchmark and the reference the batched path is tested against; not for
+    production use.
+    """
+    return _generate_distinct(
+        policy,
+        prompts,
+        k=k,
+        settings=SamplingSettings(temperature, top_p, max_new_tokens),
+        seed=seed,
+        max_prompt_tokens=max_prompt_tokens,
+        max_attempts=max_attempts,
+        draw=_draw_one_by_one,
+    )
+
+
+def generate_in_batches(
+    policy: Policy, prompts: list[Chat], *, batch_size: int, **kwargs: Any
+) -> list[list[Generated]]:
+    """:func:`generate_completions` (same keywords) over ``batch_size`` prompts per ``generate`` call.
+
+    ``batch_size * k`` rows are decoded together, which bounds memory. Seeds do not depend on batching,
+    so the result is the same for any ``batch_size``. A :class:`DuplicateCompletionsError` carries the
+    prompt's index in the whole list.
+    """
+    results: list[list[Generated]] = []
+    for start, batch in zip(range(0, len(prompts), batch_size), batched(prompts, batch_size), strict=True):
+        try:
+            results.extend(generate_completions(policy, batch, **kwargs))
+        except DuplicateCompletionsError as exc:
+            max_attempts = kwargs.get("max_attempts", DEFAULT_MAX_ATTEMPTS)
+            raise DuplicateCompletionsError(start + exc.prompt_index, exc.texts, max_attempts) from exc
+    return results
+
+
+def batched(items: Sequence[T], batch_size: int) -> Iterator[list[T]]:
+    """Consecutive chunks of ``batch_size`` items; the last one may be shorter."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+    for start in range(0, len(items), batch_size):
+        yield list(items[start : start + batch_size])
+
+
+def derive_seed(seed: int, prompt: str, slot: int, attempt: int) -> int:
+    """Seed of completion ``slot`` of a rendered ``prompt``, draw number ``attempt``.
+
+    Hashing the prompt text (not its position in the list) makes a completion independent of batching
+    and ordering. 31 bits fit any SQL integer column and a JavaScript number.
+    """
+    key = f"{seed}\x00{slot}\x00{attempt}\x00{prompt}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") & 0x7FFF_FFFF
+
+
+# --------------------------------------------------------------------------------------------------
+# Draw, then re-sample twins
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    text: str  # rendered chat, the key for seed derivation
+    ids: list[int]
+
+
+_Draw = Callable[[Policy, list[_Prompt], list[list[int]], SamplingSettings], list[list[Generated]]]
+"""Given prompts and, per prompt, the seeds of the rows to draw: per prompt, one completion per seed."""
+
+
+def _generate_distinct(
+    policy: Policy,
+    chats: list[Chat],
+    *,
+    k: int,
+    settings: SamplingSettings,
+    seed: int,
+    max_prompt_tokens: int | None,
+    max_attempts: int,
+    draw: _Draw,
+) -> list[list[Generated]]:
+    if k < 1 or max_attempts < 1:
+        raise ValueError(f"k and max_attempts must be >= 1 (got k={k}, max_attempts={max_attempts})")
+    if not chats:
+        return []
+    prompts = _encode_chats(policy, chats, max_prompt_tokens)
+
+    # 1. first draw: k samples of every prompt
+    first_seeds = [[derive_seed(seed, p.text, slot, 0) for slot in range(k)] for p in prompts]
+    results = draw(policy, prompts, first_seeds, settings)
+
+    # 2. re-sample twins and empty completions, only those slots, each with a fresh seed
+    for attempt in range(1, max_attempts):
+        redo = {i: _slots_to_resample(row) for i, row in enumerate(results)}
+        redo = {i: slots for i, slots in redo.items() if slots}
+        if not redo:
+            return results
+        seeds = [[derive_seed(seed, prompts[i].text, s, attempt) for s in slots] for i, slots in redo.items()]
+        redrawn = draw(policy, [prompts[i] for i in redo], seeds, settings)
+        for (i, slots), new_row in zip(redo.items(), redrawn, strict=True):
+            for slot, new in zip(slots, new_row, strict=True):
+                results[i][slot] = replace(new, attempt=attempt)
+
+    # 3. give up loudly rather than hand labelers twins
+    for i, row in enumerate(results):
+        if _slots_to_resample(row):
+            raise DuplicateCompletionsError(i, [g.text for g in row], max_attempts)
+    return results
+
+
+def _slots_to_resample(row: list[Generated]) -> list[int]:
+    """Slots whose text is empty or repeats an earlier slot's text (the first occurrence is kept)."""
+    seen: set[str] = set()
+    slots = []
+    for slot, generated in enumerate(row):
+        text = generated.text.strip()
+        if not text or text in seen:
+            slots.append(slot)
+        seen.add(text)
+    return slots
+
+
+def _encode_chats(policy: Policy, chats: list[Chat], max_prompt_tokens: int | None = None) -> list[_Prompt]:
+    """Render chats with the chat template (ending in the assistant's turn) and tokenize them.
+
+    ``add_special_tokens=False``: the template already writes BOS and role markers, as
+    ``apply_chat_template(tokenize=True)`` does.
+    """
+    tokenizer = policy.tokenizer
+    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    if max_prompt_tokens is not None:
+        too_long = {i: len(row) for i, row in enumerate(ids) if len(row) > max_prompt_tokens}
+        if too_long:
+            raise PromptTooLongError(too_long, max_prompt_tokens)
+    return [_Prompt(text, row) for text, row in zip(texts, ids, strict=True)]
+
+
+# --------------------------------------------------------------------------------------------------
+# The two ways to draw: batched, and one call per completion
+# --------------------------------------------------------------------------------------------------
+
+
+def _draw_batched(
+    policy: Policy, prompts: list[_Prompt], seeds: list[list[int]], settings: SamplingSettings
+) -> list[list[Generated]]:
+    """Everything in one ``generate`` call."""
+    return _sample(policy, [prompt.ids for prompt in prompts], seeds, settings)
+
+
+def _draw_one_by_one(
+    policy: Policy, prompts: list[_Prompt], seeds: list[list[int]], settings: SamplingSettings
+) -> list[list[Generated]]:
+    """One ``generate`` call per completion: the naive baseline."""
+    return [
+        [_sample(policy, [prompt.ids], [[seed]], settings)[0][0] for seed in row]
+        for prompt, row in zip(prompts, seeds, strict=True)
+    ]
+
+
+@torch.inference_mode()
+def _sample(
+    policy: Policy, prompt_ids: list[list[int]], seeds: list[list[int]], settings: SamplingSettings
+) -> list[list[Generated]]:
+    """Sample one completion per seed, ``seeds[i]`` for prompt ``i``, in one ``generate`` call.
+
+    The prompts are left-padded into one batch, then each is repeated once per seed. That is exactly
+    what ``num_return_sequences`` does inside ``generate`` (it repeats the rows before the prefill; it
+    does not share it), but ``generate`` only allows it when it samples itself, and here PerRowSampler
+    samples: expanding the rows ourselves lets ``generate`` run greedy, so its own token choice is a
+    cheap argmax, and lets a re-sampling round ask for a different number of rows per prompt.
+    """
+    tokenizer, model = policy.tokenizer, policy.model
+    batch = tokenizer.pad({"input_ids": prompt_ids}, padding=True, return_tensors="pt").to(model.device)
+    rows_per_prompt = torch.tensor([len(row) for row in seeds], device=model.device)  # (B,)
+    input_ids = batch["input_ids"].repeat_interleave(rows_per_prompt, dim=0)  # (R, T), left-padded
+    attention_mask = batch["attention_mask"].repeat_interleave(rows_per_prompt, dim=0)  # (R, T)
+    flat_seeds = [seed for row in seeds for seed in row]  # (R,) prompt-major, like the rows
+    sequences = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        do_sample=False,  # PerRowSampler has drawn the token and left it the only finite score
+        num_beams=1,
+        max_new_tokens=settings.max_new_tokens,
+        eos_token_id=list(policy.stop_token_ids),
+        pad_token_id=tokenizer.pad_token_id,
+        logits_processor=LogitsProcessorList(
+            [PerRowSampler(flat_seeds, settings.temperature, settings.top_p, device=model.device)]
+        ),
+    )  # (R, T + new)
+    new_tokens = sequences[:, input_ids.shape[1] :].tolist()  # (R, new)
+    flat = [_decode(policy, tokens, seed) for tokens, seed in zip(new_tokens, flat_seeds, strict=True)]
+    return _regroup(flat, [len(row) for row in seeds])
+
+
+def _regroup(flat: list[Generated], sizes: list[int]) -> list[list[Generated]]:
+    groups, start = [], 0
+    for size in sizes:
+        groups.append(flat[start : start + size])
+        start += size
+    return groups
+
+
+def _decode(policy: Policy, tokens: list[int], seed: int) -> Generated:
+    """Cut at the first stop token (what follows is padding) and decode the rest."""
+    stop = next((i for i, token in enumerate(tokens) if token in policy.stop_token_ids), None)
+    finished = stop is not None
+    content = tokens[:stop] if finished else tokens
+    text = policy.tokenizer.decode(content, skip_special_tokens=True)
+    return Generated(text=text, seed=seed, num_tokens=len(content) + int(finished), finished=finished)
+
+
+class PerRowSampler(LogitsProcessor):
+    """Draw each row's next token with temperature and top-p, from that row's own ``torch.Generator``.
+
+    Given to a greedy ``generate`` as its last logits processor: it returns scores that are 0 for the
+    drawn token and -inf elsewhere, so generate's argmax takes exactly the drawn token. Rows that already
+    finished keep drawing (their tokens are replaced by padding), so each generator's stream depends on
+    its own row only.
+
+    Why not ``torch.multinomial`` and a full sort for top-p, as ``generate`` does: over a 49k vocabulary
+    on CPU they cost more than the model's forward pass at batch 32 (~50 ms and ~60 ms per step for 32
+    rows). The nucleus is found among the top ``candidates`` tokens (exact: if any row's nucleus is
+    wider, every row falls back to a full sort; SmolLM2's at top_p=0.95 has a few hundred tokens) and
+    one uniform number per row picks a token by inverse CDF.
+    """
+
+    def __init__(
+        self,
+        seeds: list[int],
+        temperature: float,
+        top_p: float,
+        device: torch.device,
+        candidates: int = 1024,
+    ) -> None:
+        self.generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+        self.temperature = temperature
+        self.top_p = top_p
+        self.candidates = candidates
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if scores.shape[0] != len(self.generators):
+            raise ValueError(f"{scores.shape[0]} rows but {len(self.generators)} seeds")
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)  # (R, V)
+        token_ids, weights = self._nucleus(probs)  # (R, C), (R, C): C candidates, 0 weight outside
+        cdf = weights.cumsum(dim=-1)  # (R, C)
+        uniform = torch.stack([torch.rand((), generator=g, device=probs.device) for g in self.generators])
+        position = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True)  # (R, 1)
+        drawn = token_ids.gather(1, position.clamp(max=cdf.shape[1] - 1))  # (R, 1)
+        return torch.full_like(scores, float("-inf")).scatter_(1, drawn, 0.0)  # (R, V)
+
+    def _nucleus(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate token ids and their probabilities, zeroed outside the top-p nucleus.
+
+        The nucleus is the most likely tokens whose mass reaches ``top_p`` (the first token always kept),
+        as in ``TopPLogitsWarper``.
+        """
+        if self.top_p >= 1.0:  # no truncation: every token is a candidate, no sort needed
+            ids = torch.arange(probs.shape[1], device=probs.device).expand_as(probs)  # (R, V)
+            return ids, probs
+        top_probs, top_ids = probs.topk(min(self.candidates, probs.shape[1]), dim=-1)  # (R, C) descending
+        if (top_probs.sum(dim=-1) < self.top_p).any():  # some nucleus is wider than the candidates
+            top_probs, top_ids = probs.sort(dim=-1, descending=True)  # (R, V)
+        mass_before = top_probs.cumsum(dim=-1) - top_probs  # (R, C) mass of the more likely tokens
+        return top_ids, top_probs * (mass_before < self.top_p)

@@ -1,0 +1,154 @@
+"""`preflab worker`: claim jobs over the HTTP API and run them, until told to stop.
+
+    python -m trainer.worker --server http://127.0.0.1:8000 --token TOKEN [--kinds generate]
+
+The token may also come from PREFLAB_WORKER_TOKEN (keeps it out of `ps`). The worker rides out server
+restarts (retries with back-off), and on SIGTERM or Ctrl-C it stops at the next batch boundary and
+hands its job back to the queue, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+from trainer.client import ApiClient, ApiError, ClaimedJob, JobStopped, ServerUnavailable
+
+log = logging.getLogger("preflab.worker")
+ALL_KINDS = ["generate"]
+
+
+class ShutdownRequested(Exception):
+    pass
+
+
+class Worker:
+    def __init__(
+        self, api: ApiClient, *, name: str, kinds: list[str], data_dir: Path, poll_seconds: float = 2.0
+    ):
+        self.api = api
+        self.name = name
+        self.kinds = kinds
+        self.cache_dir = data_dir / "cache"
+        self.poll_seconds = poll_seconds
+        self.stopping = threading.Event()
+        self._policies: dict[str, Any] = {}
+
+    # --- called by job handlers ---------------------------------------------------------------------
+
+    def check_stop(self) -> None:
+        if self.stopping.is_set():
+            raise ShutdownRequested()
+
+    def load_policy(self, spec: str) -> Any:
+        """Load a generation model once per worker process and keep it for later jobs."""
+        from trainer.policy import load_policy, resolve_model_dir
+
+        if spec not in self._policies:
+            log.info("loading model %s", spec)
+            self._policies[spec] = load_policy(resolve_model_dir(spec, self.cache_dir))
+        return self._policies[spec]
+
+    # --- the loop ----------------------------------------------------------------------------------
+
+    def run(self, *, once: bool = False) -> None:
+        log.info("worker %s polling for %s jobs", self.name, ", ".join(self.kinds))
+        delay = self.poll_seconds
+        while not self.stopping.is_set():
+            try:
+                job = self.api.claim(self.kinds, self.name, retries=0)
+            except ServerUnavailable as exc:
+                delay = min(delay * 2, 60.0)  # the server is down or restarting: back off
+                log.warning("server unavailable (%s); next try in %.0fs", exc, delay)
+                self.stopping.wait(delay)
+                continue
+            delay = self.poll_seconds
+            if job is None:
+                if once:
+                    return
+                self.stopping.wait(self.poll_seconds)
+                continue
+            self.run_job(job)
+            if once:
+                return
+
+    def run_job(self, job: ClaimedJob) -> None:
+        from trainer.generate_job import run_generate_job
+
+        handlers = {"generate": run_generate_job}
+        log.info("job %s (%s) claimed, attempt %s", job.id, job.kind, job.attempt)
+        try:
+            metrics = handlers[job.kind](self, job)
+            self.api.complete(job, metrics=metrics)
+            log.info("job %s succeeded: %s", job.id, metrics)
+        except ShutdownRequested:
+            log.info("shutting down: handing job %s back to the queue", job.id)
+            with contextlib.suppress(JobStopped, ApiError, ServerUnavailable):
+                self.api.release(job)  # if this fails, the lease runs out and the server re-queues it
+        except JobStopped as exc:
+            log.info("job %s stopped by the server: %s", job.id, exc)
+        except ServerUnavailable as exc:
+            log.error("job %s abandoned, server unreachable (%s); its lease will re-queue it", job.id, exc)
+        except Exception as exc:  # any failure of the job itself is reported, not fatal to the worker
+            log.error("job %s failed:\n%s", job.id, traceback.format_exc())
+            with contextlib.suppress(JobStopped, ApiError, ServerUnavailable):
+                self.api.fail(job, f"{type(exc).__name__}: {exc}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="preflab worker", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server", default=os.environ.get("PREFLAB_SERVER", "http://127.0.0.1:8000"))
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("PREFLAB_WORKER_TOKEN"),
+        help="a worker-role API token (or set PREFLAB_WORKER_TOKEN)",
+    )
+    parser.add_argument("--kinds", default=",".join(ALL_KINDS), help="job kinds to take, comma-separated")
+    parser.add_argument("--name", default=f"{socket.gethostname()}-{os.getpid()}")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("PREFLAB_DATA_DIR", "data")),
+        help="model cache lives in DATA_DIR/cache",
+    )
+    parser.add_argument("--once", action="store_true", help="run at most one job, then exit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the job's log
+    if not args.token:
+        parser.error(
+            "a token is required: --token or PREFLAB_WORKER_TOKEN "
+            "(create one with `preflab create-user NAME --role worker --token`)"
+        )
+    worker = Worker(
+        ApiClient(args.server, args.token),
+        name=args.name,
+        kinds=args.kinds.split(","),
+        data_dir=args.data_dir,
+    )
+
+    def stop(signum: int, _frame: Any) -> None:
+        log.info("received %s; stopping after the current step", signal.Signals(signum).name)
+        worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        worker.run(once=args.once)
+    finally:
+        worker.api.close()
+    log.info("worker stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
