@@ -236,5 +236,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter else []
     if skipped:
-        reporter.write_line(f"PREFLAB_FORBID_SKIPS=1: {len(skipped)} test(s) skipped; failing the run.", red=True)
+        message = f"PREFLAB_FORBID_SKIPS=1: {len(skipped)} test(s) skipped; failing the run."
+        reporter.write_line(message, red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -17,7 +17,7 @@ from app.labeling.schemas import LabelerProgress, RankingIn
 from app.projects.models import InstructionVersion, Project
 from app.prompts.models import Completion, Prompt
 
-CANDIDATES_PER_TRY = 8
+CANDIDATES_PER_TRY = 4
 _shuffler = random.SystemRandom()
 
 LIVE = AssignmentStatus.live.value
@@ -107,7 +107,8 @@ def _lock_candidates(session: Session, query: Select, skip_locked: bool) -> Sele
     concurrent requests spread over different prompts instead of colliding. SQLite runs one writing
     transaction at a time (see app.db), so it needs no lock here."""
     if session.get_bind().dialect.name == "postgresql":
-        return query.with_for_update(of=Prompt, skip_locked=skip_locked)
+        # FOR NO KEY UPDATE: it does not block the foreign-key checks of concurrent ranking inserts.
+        return query.with_for_update(of=Prompt, skip_locked=skip_locked, key_share=True)
     return query
 
 
