@@ -48,7 +48,11 @@ class Assignment(Base):
 
 class Ranking(Base):
     __tablename__ = "rankings"
-    __table_args__ = (Index("ix_rankings_project_id_id", "project_id", "id"),)
+    __table_args__ = (
+        Index("ix_rankings_project_id_id", "project_id", "id"),
+        # Imported rankings carry a hash of their content, so importing a file twice adds nothing.
+        UniqueConstraint("project_id", "content_hash", name="uq_rankings_project_content_hash"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Null for rankings imported from existing preference data (they have a source instead).
@@ -59,6 +63,7 @@ class Ranking(Base):
     prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), index=True)
     labeler_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     source: Mapped[str | None] = mapped_column(String(255))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
     # Tiers of completion ids, best first; ids in one tier are tied: [[42], [41, 44], [43]]
     tiers: Mapped[list[list[int]]] = mapped_column(JSONType)
     flags: Mapped[dict[str, list[str]]] = mapped_column(JSONType, default=dict)  # {"43": ["unsafe"]}

@@ -1,5 +1,6 @@
 """Projects and their versioned labeling instructions."""
 
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,8 @@ class Project(Base):
     generation: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Keys the pseudonymous labeler ids of this project's exports (see app.exports.pseudonyms).
+    export_salt: Mapped[str] = mapped_column(String(64), default=lambda: secrets.token_hex(16))
 
     instruction_versions: Mapped[list["InstructionVersion"]] = relationship(
         back_populates="project", order_by="InstructionVersion.version", cascade="all, delete-orphan"
