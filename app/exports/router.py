@@ -1,0 +1,54 @@
+"""JSON API: streamed exports (researchers and admins)."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from app.dependencies import ProjectReader, SessionDep
+from app.exports import service
+from app.exports.parquet import iter_parquet
+from app.exports.schemas import SCHEMA_VERSION, ExportFilters
+from app.projects.dependencies import ProjectDep
+
+router = APIRouter(tags=["export"])
+
+MEDIA_TYPES = {"jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
+
+
+@router.get(
+    "/projects/{project_id}/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}, "application/vnd.apache.parquet": {}}}},
+)
+def export(
+    _reader: ProjectReader,
+    project: ProjectDep,
+    session: SessionDep,
+    request: Request,
+    filters: Annotated[ExportFilters, Query()],
+):
+    """Stream the project's pairs or rankings. The schema version is in the `X-PrefLab-Schema-Version`
+    header and, for Parquet, in the file's metadata (`preflab.schema_version`)."""
+    plan = service.plan_export(session, project=project, filters=filters)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    filename = f"{project.name}-{filters.kind}-{stamp}.{filters.format}"
+    return StreamingResponse(
+        stream_export(request.app.state.engine, plan),
+        media_type=MEDIA_TYPES[filters.format],
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "X-PrefLab-Schema-Version": str(SCHEMA_VERSION),
+        },
+    )
+
+
+def stream_export(engine, plan: service.ExportPlan) -> Iterator[bytes]:
+    """The export's bytes, read in a transaction of its own (the request's session is closed by now)."""
+    with engine.connect() as connection:
+        if plan.filters.format == "jsonl":
+            yield from service.iter_jsonl(connection, plan)
+        else:
+            yield from iter_parquet(service.iter_rows(connection, plan), plan.filters)

@@ -1,0 +1,51 @@
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Bump when a field of an export row changes meaning or disappears (adding fields keeps the version).
+SCHEMA_VERSION = 1
+
+ExportKind = Literal["pairs", "rankings"]
+ExportFormat = Literal["jsonl", "parquet"]
+
+
+class ExportFilters(BaseModel):
+    """The query parameters of `GET /projects/{id}/export` (and of `preflab export`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: ExportKind = "pairs"
+    format: ExportFormat = "jsonl"
+    since: datetime | None = Field(None, description="Rankings created at or after this time (ISO-8601)")
+    until: datetime | None = Field(None, description="Rankings created before this time")
+    min_agreement: float | None = Field(
+        None, ge=-1, le=1, description="Prompts whose rankings agree this much"
+    )
+    exclude_flags: list[str] = Field(
+        default_factory=list, description="Drop pairs with a completion so flagged"
+    )
+    labelers: list[str] = Field(default_factory=list, description="Only these pseudonymous labeler ids")
+    include_ties: bool = Field(False, description="Add tied pairs, marked with tie: true")
+
+    @field_validator("exclude_flags", "labelers", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """`exclude_flags=unsafe,nonsense` in a query string, or a list."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+            return [part.strip() for part in value[0].split(",") if part.strip()]
+        return value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            from datetime import UTC
+
+            return value.replace(tzinfo=UTC)
+        return value
+
+    def as_metadata(self) -> dict:
+        return self.model_dump(mode="json", exclude={"format"})
