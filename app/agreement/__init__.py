@@ -1,0 +1,1 @@
+"""Agreement between labelers, the consensus ranking of each prompt, and labeler quality."""
