@@ -40,7 +40,9 @@ class ParsedPrompt:
 
 
 @dataclass
-class _Problems:
+class Problems:
+    """The bad lines of an upload: all are counted, the first MAX_REPORTED_ERRORS are kept."""
+
     errors: list[LineError] = field(default_factory=list)
     count: int = 0
 
@@ -50,7 +52,9 @@ class _Problems:
             self.errors.append(LineError(line, message))
 
 
-class _BadLine(Exception):
+class BadLine(Exception):
+    """The upload cannot be read past this line (not UTF-8, corrupt gzip)."""
+
     def __init__(self, line: int, message: str):
         super().__init__(message)
         self.line = line
@@ -61,21 +65,10 @@ def import_prompts(
     session: Session, *, project: Project, upload: IO[bytes], fmt: Format, source: str
 ) -> ImportReport:
     """Validate the whole upload, then insert it; raise InvalidInput naming the bad lines otherwise."""
-    problems = _Problems()
+    problems = Problems()
     valid = sum(1 for _ in _parse(upload, fmt, project.completions_per_prompt, problems))
     if problems.count:
-        first = problems.errors[0]
-        more = f" ({problems.count - 1} more problem(s) listed in details)" if problems.count > 1 else ""
-        raise InvalidInput(
-            f"Line {first.line}: {first.message}. Nothing was imported; "
-            f"fix the file and upload it again{more}.",
-            code="invalid_upload",
-            details={
-                "line": first.line,
-                "problems": problems.count,
-                "errors": [{"line": e.line, "message": e.message} for e in problems.errors],
-            },
-        )
+        raise rejection(problems)
     if not valid:
         raise InvalidInput(
             "The upload holds no prompts: it is empty or has only blank lines.", code="empty_upload"
@@ -84,7 +77,7 @@ def import_prompts(
     upload.seek(0)
     imported = completions = 0
     batch: list[PromptIn] = []
-    for item in _parse(upload, fmt, project.completions_per_prompt, _Problems()):
+    for item in _parse(upload, fmt, project.completions_per_prompt, Problems()):
         batch.append(item.prompt)
         if len(batch) >= BATCH_SIZE:
             completions += _insert_batch(session, project=project, prompts=batch, source=source)
@@ -94,6 +87,21 @@ def import_prompts(
         completions += _insert_batch(session, project=project, prompts=batch, source=source)
         imported += len(batch)
     return ImportReport(imported=imported, completions=completions, format=fmt, source=source)
+
+
+def rejection(problems: Problems) -> InvalidInput:
+    """The 422 for an upload with bad lines: the first named in the message, up to 20 in `details`."""
+    first = problems.errors[0]
+    more = f" ({problems.count - 1} more problem(s) listed in details)" if problems.count > 1 else ""
+    return InvalidInput(
+        f"Line {first.line}: {first.message}. Nothing was imported; fix the file and upload it again{more}.",
+        code="invalid_upload",
+        details={
+            "line": first.line,
+            "problems": problems.count,
+            "errors": [{"line": e.line, "message": e.message} for e in problems.errors],
+        },
+    )
 
 
 def detect_format(*, filename: str | None, content_type: str | None, explicit: str | None) -> Format:
@@ -147,12 +155,9 @@ def _insert_batch(session: Session, *, project: Project, prompts: list[PromptIn]
 # --- parsing -------------------------------------------------------------------------------------
 
 
-def _parse(upload: IO[bytes], fmt: Format, k: int, problems: _Problems) -> Iterator[ParsedPrompt]:
-    upload.seek(0)
-    stream: IO[bytes] = gzip.GzipFile(fileobj=upload, mode="rb") if upload.read(2) == GZIP_MAGIC else upload
-    upload.seek(0)
-    lines = _decoded_lines(stream)
-    records = _jsonl_records(lines) if fmt == "jsonl" else _csv_records(lines)
+def _parse(upload: IO[bytes], fmt: Format, k: int, problems: Problems) -> Iterator[ParsedPrompt]:
+    lines = decoded_lines(upload)
+    records = jsonl_records(lines) if fmt == "jsonl" else _csv_records(lines)
     try:
         for line, record in records:
             if isinstance(record, LineError):
@@ -169,26 +174,35 @@ def _parse(upload: IO[bytes], fmt: Format, k: int, problems: _Problems) -> Itera
                 )
                 continue
             yield ParsedPrompt(line, prompt)
-    except _BadLine as exc:  # the file cannot be read past this line (bad encoding, broken gzip)
+    except BadLine as exc:  # the file cannot be read past this line (bad encoding, broken gzip)
         problems.add(exc.line, exc.message)
 
 
-def _decoded_lines(stream: IO[bytes]) -> Iterator[tuple[int, str]]:
+def decoded_lines(upload: IO[bytes]) -> Iterator[tuple[int, str]]:
+    """The upload's lines from its start as (line number, text), gunzipped when it is gzip data.
+
+    Raises BadLine where the upload stops being readable (a line that is not UTF-8, corrupt gzip).
+    """
+    upload.seek(0)
+    gzipped = upload.read(2) == GZIP_MAGIC
+    upload.seek(0)
+    stream: IO[bytes] = gzip.GzipFile(fileobj=upload, mode="rb") if gzipped else upload
     number = 0
     try:
         for number, raw in enumerate(stream, start=1):
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise _BadLine(
+                raise BadLine(
                     number, f"not UTF-8 text (byte {exc.start + 1} of the line); save the file as UTF-8"
                 ) from exc
             yield number, text.removeprefix("\ufeff") if number == 1 else text
     except (OSError, EOFError) as exc:  # a truncated or corrupt gzip body
-        raise _BadLine(number + 1, f"the gzip data is corrupt ({exc})") from exc
+        raise BadLine(number + 1, f"the gzip data is corrupt ({exc})") from exc
 
 
-def _jsonl_records(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict | LineError]]:
+def jsonl_records(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict | LineError]]:
+    """Each non-blank line parsed as a JSON object, or a LineError saying why it is not one."""
     for number, text in lines:
         if not text.strip():
             continue
