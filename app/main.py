@@ -10,10 +10,15 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.agreement import pages as agreement_pages
+from app.agreement import router as agreement_api
 from app.auth import pages as auth_pages
 from app.auth import router as auth_api
 from app.db import make_engine, make_session_factory
 from app.errors import InvalidInput, NotAuthenticated, PrefLabError, ServiceUnavailable
+from app.exports import pages as export_pages
+from app.exports import router as export_api
+from app.imports import router as import_api
 from app.jobs import router as job_api
 from app.labeling import pages as labeling_pages
 from app.labeling import router as labeling_api
@@ -40,9 +45,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(settings.resolved_database_url)
     app.state.session_factory = make_session_factory(app.state.engine)
 
-    for api in (auth_api.router, project_api.router, prompt_api.router, labeling_api.router, job_api.router):
+    apis = [
+        auth_api.router,
+        project_api.router,
+        prompt_api.router,
+        labeling_api.router,
+        job_api.router,
+        export_api.router,
+        import_api.router,
+        agreement_api.router,
+    ]
+    for api in apis:
         app.include_router(api, prefix=API_PREFIX)
-    for pages in (auth_pages.router, project_pages.router, labeling_pages.router):
+    pages_routers = [
+        auth_pages.router,
+        project_pages.router,
+        labeling_pages.router,
+        agreement_pages.router,
+        export_pages.router,
+    ]
+    for pages in pages_routers:
         app.include_router(pages)
     app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
 

@@ -4,8 +4,8 @@ How a call runs, top to bottom:
 
 1. Render each chat with the tokenizer's chat template and tokenize it once.
 2. Draw K samples of every prompt in ONE ``model.generate`` call: the prompts are left-padded into one
-   batch with a real attention mask and each is repeated K times (what ``num_return_sequences=K``
-   does; see :func:`_sample` for why the rows are expanded here instead).
+   batch with a real attention mask, prefilled once, and each is repeated K times, KV cache included
+   (see :func:`_sample` for why not ``num_return_sequences=K``).
 3. Re-sample any completion that is empty or a twin of another completion of the same prompt (compared
    after ``.strip()``), with a fresh derived seed, a bounded number of times: labelers never rank twins.
 
@@ -20,12 +20,13 @@ between batch shapes. The seed is recorded on each :class:`Generated`.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import Cache, LogitsProcessor, LogitsProcessorList, PreTrainedModel
 
 from trainer.policy import Policy
 
@@ -79,7 +80,7 @@ class DuplicateCompletionsError(RuntimeError):
         super().__init__(
             f"Prompt {prompt_index}: only {distinct} distinct non-empty completions out of k={len(texts)} "
             f"after {max_attempts} draws per slot; the model is too deterministic for this prompt. "
-            f"Raise temperature or top_p, or lower k. Completions: {self.texts!r}"
+            f"Raise temperature or top_p, or lower k. Completions: {[t[:80] for t in self.texts]!r}"
         )
 
 
@@ -308,21 +309,26 @@ def _sample(
 ) -> list[list[Generated]]:
     """Sample one completion per seed, ``seeds[i]`` for prompt ``i``, in one ``generate`` call.
 
-    The prompts are left-padded into one batch, then each is repeated once per seed. That is exactly
-    what ``num_return_sequences`` does inside ``generate`` (it repeats the rows before the prefill; it
-    does not share it), but ``generate`` only allows it when it samples itself, and here PerRowSampler
-    samples: expanding the rows ourselves lets ``generate`` run greedy, so its own token choice is a
-    cheap argmax, and lets a re-sampling round ask for a different number of rows per prompt.
+    The prompts are left-padded into one batch and prefilled once (:func:`_prefill_once`); then each
+    prompt's row and KV cache are repeated once per seed, and ``generate`` decodes all rows together.
+    ``num_return_sequences`` is not used: it repeats the prompt rows before the prefill (so each prompt
+    would be prefilled K times), and ``generate`` allows it only when it samples itself, whereas here
+    PerRowSampler samples and ``generate`` runs greedy behind it, its own choice a cheap argmax.
     """
     tokenizer, model = policy.tokenizer, policy.model
     batch = tokenizer.pad({"input_ids": prompt_ids}, padding=True, return_tensors="pt").to(model.device)
-    rows_per_prompt = torch.tensor([len(row) for row in seeds], device=model.device)  # (B,)
-    input_ids = batch["input_ids"].repeat_interleave(rows_per_prompt, dim=0)  # (R, T), left-padded
-    attention_mask = batch["attention_mask"].repeat_interleave(rows_per_prompt, dim=0)  # (R, T)
-    flat_seeds = [seed for row in seeds for seed in row]  # (R,) prompt-major, like the rows
+    prompt_of_row = torch.arange(len(seeds), device=model.device).repeat_interleave(
+        torch.tensor([len(row) for row in seeds], device=model.device)
+    )  # (R,) prompt-major: prompt 0's rows, then prompt 1's...
+    flat_seeds = [seed for row in seeds for seed in row]  # (R,) in the same order
+    cache = _prefill_once(model, batch["input_ids"], batch["attention_mask"])  # B rows, T-1 positions
+    if cache is not None:
+        cache.batch_select_indices(prompt_of_row)  # R rows
+    input_ids = batch["input_ids"][prompt_of_row]  # (R, T), left-padded
     sequences = model.generate(
         input_ids=input_ids,
-        attention_mask=attention_mask,
+        attention_mask=batch["attention_mask"][prompt_of_row],  # (R, T)
+        past_key_values=cache,
         do_sample=False,  # PerRowSampler has drawn the token and left it the only finite score
         num_beams=1,
         max_new_tokens=settings.max_new_tokens,
@@ -335,6 +341,25 @@ def _sample(
     new_tokens = sequences[:, input_ids.shape[1] :].tolist()  # (R, new)
     flat = [_decode(policy, tokens, seed) for tokens, seed in zip(new_tokens, flat_seeds, strict=True)]
     return _regroup(flat, [len(row) for row in seeds])
+
+
+def _prefill_once(
+    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> Cache | None:
+    """The KV cache of every prompt but its last token, one row per prompt: each prompt is run once.
+
+    Given this cache, ``generate`` runs only the last prompt token and the new ones. Positions follow
+    generate's own rule for left padding (real tokens so far), so the completions are the same as
+    without the cache. None (no sharing) when a prompt is a single token or the model takes no
+    ``position_ids``.
+    """
+    base = model.base_model
+    if input_ids.shape[1] < 2 or "position_ids" not in inspect.signature(base.forward).parameters:
+        return None
+    prefix_ids, prefix_mask = input_ids[:, :-1], attention_mask[:, :-1]  # (B, T-1)
+    position_ids = (prefix_mask.cumsum(dim=-1) - 1).clamp(min=0)  # (B, T-1)
+    out = base(input_ids=prefix_ids, attention_mask=prefix_mask, position_ids=position_ids, use_cache=True)
+    return out.past_key_values
 
 
 def _regroup(flat: list[Generated], sizes: list[int]) -> list[list[Generated]]:

@@ -90,6 +90,7 @@ def _candidate_prompts(
         select(Prompt, Project)
         .join(Project, Project.id == Prompt.project_id)
         .where(
+            Prompt.for_labeling(),
             _completions_of(Prompt.id) >= Project.completions_per_prompt,
             _slots_taken(Prompt.id) < Project.rankings_per_prompt,
             ~mine,
@@ -313,6 +314,7 @@ def _count_available(session: Session, *, labeler: User, project: Project | None
         select(func.count(Prompt.id))
         .join(Project, Project.id == Prompt.project_id)
         .where(
+            Prompt.for_labeling(),
             _completions_of(Prompt.id) >= Project.completions_per_prompt,
             _slots_taken(Prompt.id) < Project.rankings_per_prompt,
             ~mine,

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.auth.models import User
 from app.db import Base, JSONType, UTCDateTime, utcnow
 
 
@@ -46,4 +47,4 @@ class InstructionVersion(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     project: Mapped[Project] = relationship(back_populates="instruction_versions")
-    author: Mapped["User | None"] = relationship()  # noqa: F821 - resolved by the registry
+    author: Mapped[User | None] = relationship()

@@ -86,10 +86,15 @@ def project_counts(session: Session, project_ids: list[int]) -> dict[int, Projec
     if not project_ids:
         return {}
     per_prompt = (
-        select(Prompt.id.label("prompt_id"), Prompt.project_id, func.count(Completion.id).label("n"))
+        select(
+            Prompt.id.label("prompt_id"),
+            Prompt.project_id,
+            Prompt.for_labeling().label("for_labeling"),
+            func.count(Completion.id).label("n"),
+        )
         .outerjoin(Completion, Completion.prompt_id == Prompt.id)
         .where(Prompt.project_id.in_(project_ids))
-        .group_by(Prompt.id, Prompt.project_id)
+        .group_by(Prompt.id, Prompt.project_id, Prompt.source)
         .subquery()
     )
     rows = session.execute(
@@ -112,7 +117,8 @@ def project_counts(session: Session, project_ids: list[int]) -> dict[int, Projec
 
 
 def _ready_case(per_prompt: Subquery) -> ColumnElement[int]:
-    return case((per_prompt.c.n >= Project.completions_per_prompt, 1), else_=0)
+    """Prompts with all K completions, ready to rank (imported preference data is never ranked)."""
+    return case((per_prompt.c.for_labeling & (per_prompt.c.n >= Project.completions_per_prompt), 1), else_=0)
 
 
 def _add_instruction_version(

@@ -3,10 +3,14 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ColumnElement, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, JSONType, UTCDateTime, utcnow
+
+# Prompts that arrived with imported preference data (see app.imports) carry this source prefix. They
+# are there to be exported and trained on: never handed to labelers, never filled by generation.
+IMPORT_SOURCE_PREFIX = "import:"
 
 
 class Prompt(Base):
@@ -25,6 +29,15 @@ class Prompt(Base):
     completions: Mapped[list["Completion"]] = relationship(
         back_populates="prompt", order_by="Completion.id", cascade="all, delete-orphan"
     )
+
+    @property
+    def imported(self) -> bool:
+        return self.source.startswith(IMPORT_SOURCE_PREFIX)
+
+    @classmethod
+    def for_labeling(cls) -> ColumnElement[bool]:
+        """SQL: prompts that labelers rank and generation fills (not imported preference data)."""
+        return ~cls.source.startswith(IMPORT_SOURCE_PREFIX)
 
 
 class Completion(Base):

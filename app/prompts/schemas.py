@@ -43,8 +43,9 @@ class PromptIn(BaseModel):
 
 
 # pending: fewer than K completions; ready: K completions, still needs rankings;
-# complete: ranked by `rankings_per_prompt` labelers.
-PromptStatus = Literal["pending", "ready", "complete"]
+# complete: ranked by `rankings_per_prompt` labelers; imported: came with imported preference data
+# (never labeled or generated for).
+PromptStatus = Literal["pending", "ready", "complete", "imported"]
 
 
 class CompletionOut(BaseModel):

@@ -1,6 +1,6 @@
 """Reading prompts and their completions. Uploads live in `importer.py`."""
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.errors import InvalidInput
@@ -13,6 +13,8 @@ MAX_PAGE = 500
 
 
 def prompt_status(prompt: Prompt, project: Project, rankings: int) -> PromptStatus:
+    if prompt.imported:
+        return "imported"
     if len(prompt.completions) < project.completions_per_prompt:
         return "pending"
     return "complete" if rankings >= project.rankings_per_prompt else "ready"
@@ -42,14 +44,27 @@ def list_prompts(
         .limit(limit + 1)
     )
     if status is not None:
-        counts = select(func.count(Completion.id)).where(Completion.prompt_id == Prompt.id).scalar_subquery()
-        if status == "ready":
-            query = query.where(counts >= project.completions_per_prompt)
-        else:
-            query = query.where(counts < project.completions_per_prompt)
+        query = query.where(_status_condition(status, project))
     rows = list(session.scalars(query))
     next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
     return rows[:limit], next_cursor
+
+
+def _status_condition(status: PromptStatus, project: Project) -> ColumnElement[bool]:
+    """The SQL for `prompt_status`, so lists can filter by status."""
+    if status == "imported":
+        return ~Prompt.for_labeling()
+    completions = select(func.count(Completion.id)).where(Completion.prompt_id == Prompt.id).scalar_subquery()
+    rankings = select(func.count(Ranking.id)).where(Ranking.prompt_id == Prompt.id).scalar_subquery()
+    k, n = project.completions_per_prompt, project.rankings_per_prompt
+    return (
+        Prompt.for_labeling()
+        & {
+            "pending": completions < k,
+            "ready": (completions >= k) & (rankings < n),
+            "complete": (completions >= k) & (rankings >= n),
+        }[status]
+    )
 
 
 def _decode_cursor(cursor: str | None) -> int:
@@ -83,7 +98,9 @@ def count_pending(session: Session, *, project: Project) -> int:
     return (
         session.scalar(
             select(func.count(Prompt.id)).where(
-                Prompt.project_id == project.id, counts < project.completions_per_prompt
+                Prompt.project_id == project.id,
+                Prompt.for_labeling(),
+                counts < project.completions_per_prompt,
             )
         )
         or 0

@@ -17,6 +17,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the trainer extras (torch, transformers) are not installed")
 pytest.importorskip("transformers", reason="the trainer extras (torch, transformers) are not installed")
 
+from trainer import generation as generation_module  # noqa: E402
 from trainer import policy as policy_module  # noqa: E402
 from trainer.generation import (  # noqa: E402
     DuplicateCompletionsError,
@@ -47,12 +48,19 @@ def generate(policy: Policy, chats=CHATS, *, k: int = 3, seed: int = 0, **overri
 
 
 def count_generate_calls(policy: Policy, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
-    """Record the keyword arguments of every ``policy.model.generate`` call."""
+    """Record the keyword arguments of every ``policy.model.generate`` call.
+
+    ``generate`` extends the KV cache it is given, so its size on the way in is recorded as well.
+    """
     calls: list[dict] = []
     real_generate = policy.model.generate
 
     def spy(**kwargs):
-        calls.append(kwargs)
+        call = dict(kwargs)
+        if (cache := kwargs.get("past_key_values")) is not None:
+            call["cache_length_given"] = cache.get_seq_length()
+            call["cache_rows_given"] = cache.layers[0].keys.shape[0]
+        calls.append(call)
         return real_generate(**kwargs)
 
     monkeypatch.setattr(policy.model, "generate", spy)
@@ -172,6 +180,17 @@ def test_a_prompt_gets_the_same_completions_alone_or_in_a_padded_batch(
     together = generate(policy, seed=3)
     alone = [generate(policy, [chat], seed=3)[0] for chat in CHATS]
     assert together == alone
+
+
+def test_prompts_are_prefilled_once_and_the_cache_changes_nothing(tiny_policy: Policy, monkeypatch) -> None:
+    calls = count_generate_calls(tiny_policy, monkeypatch)
+    with_shared_prefill = generate(tiny_policy, k=3, seed=4)
+    [call] = calls
+    assert call["cache_length_given"] == call["input_ids"].shape[1] - 1  # every prompt token but the last
+    assert call["cache_rows_given"] == call["input_ids"].shape[0] == 9  # repeated: 3 prompts x k
+
+    monkeypatch.setattr(generation_module, "_prefill_once", lambda *args: None)  # no sharing
+    assert generate(tiny_policy, k=3, seed=4) == with_shared_prefill
 
 
 def test_naive_loop_agrees_with_batched(tiny_policy: Policy, monkeypatch) -> None:
