@@ -22,6 +22,8 @@ from app.imports import router as import_api
 from app.jobs import router as job_api
 from app.labeling import pages as labeling_pages
 from app.labeling import router as labeling_api
+from app.models_registry import pages as models_pages
+from app.models_registry import router as models_api
 from app.projects import pages as project_pages
 from app.projects import router as project_api
 from app.prompts import router as prompt_api
@@ -54,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         export_api.router,
         import_api.router,
         agreement_api.router,
+        models_api.router,
     ]
     for api in apis:
         app.include_router(api, prefix=API_PREFIX)
@@ -63,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         labeling_pages.router,
         agreement_pages.router,
         export_pages.router,
+        models_pages.router,
     ]
     for pages in pages_routers:
         app.include_router(pages)

@@ -4,6 +4,7 @@ from app.auth.models import ApiToken, LoginFailure, User, WebSession
 from app.db import Base
 from app.jobs.models import Job, JobEvent
 from app.labeling.models import Assignment, Comparison, Ranking
+from app.models_registry.models import ModelVersion
 from app.projects.models import InstructionVersion, Project
 from app.prompts.models import Completion, Prompt
 
@@ -17,6 +18,7 @@ __all__ = [
     "Job",
     "JobEvent",
     "LoginFailure",
+    "ModelVersion",
     "Project",
     "Prompt",
     "Ranking",

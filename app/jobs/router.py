@@ -20,6 +20,7 @@ from app.jobs.schemas import (
     JobOut,
     WorkerReport,
 )
+from app.models_registry import service as models_service
 from app.pagination import Page
 from app.projects.dependencies import ProjectDep
 from app.projects.models import Project
@@ -100,13 +101,17 @@ def report_event(_worker: WorkerUser, job_id: int, body: JobEventIn, session: Se
 
 @router.post("/jobs/{job_id}/complete", response_model=JobOut)
 def complete(_worker: WorkerUser, job_id: int, body: JobComplete, session: SessionDep):
-    return service.complete(
+    """Finish a job; a training job's model is registered as a version in the same transaction."""
+    job = service.complete(
         session,
         job=service.get_job(session, job_id),
         artifact=body.artifact,
         metrics=body.metrics,
         attempt=body.attempt,
     )
+    if job.kind in models_service.KIND_OF_JOB:
+        models_service.register_from_job(session, job=job, artifact=body.artifact)
+    return job
 
 
 @router.post("/jobs/{job_id}/fail", response_model=JobOut)

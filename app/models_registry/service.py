@@ -1,0 +1,87 @@
+"""Model versions and the training jobs that make them. No HTTP types here."""
+
+from pathlib import PurePosixPath
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import InvalidInput, NotFound
+from app.exports.schemas import ExportFilters
+from app.exports.service import plan_export
+from app.jobs import service as jobs
+from app.jobs.models import Job, JobKind
+from app.models_registry.models import ModelKind, ModelVersion
+from app.models_registry.schemas import RewardTrainRequest
+from app.projects.models import Project
+
+KIND_OF_JOB = {JobKind.reward.value: ModelKind.reward, JobKind.ppo.value: ModelKind.policy}
+
+
+def queue_reward_training(
+    session: Session, *, project: Project, request: RewardTrainRequest, created_by_id: int | None
+) -> Job:
+    """Check the data filters against the project now (422), then queue the job."""
+    filters = ExportFilters(kind="pairs", format="jsonl", **request.filters.model_dump())
+    plan_export(session, project=project, filters=filters)
+    _require_local_or_default(request.base_model)
+    return jobs.enqueue(
+        session,
+        kind=JobKind.reward,
+        project_id=project.id,
+        config=request.model_dump(mode="json"),
+        created_by_id=created_by_id,
+    )
+
+
+def register_from_job(session: Session, *, job: Job, artifact: str | None) -> ModelVersion:
+    """A finished training job's model becomes a version (and the job points at it)."""
+    if not artifact:
+        raise InvalidInput("A training job must report the artifact it wrote.", details={"field": "artifact"})
+    path = PurePosixPath(artifact)
+    if path.is_absolute() or ".." in path.parts:
+        raise InvalidInput(
+            "artifact must be a path inside the artifact store, e.g. reward/job-7.",
+            details={"field": "artifact"},
+        )
+    version = ModelVersion(
+        kind=KIND_OF_JOB[job.kind].value,
+        artifact=str(path),
+        job_id=job.id,
+        project_id=job.project_id,
+        base_model=str(job.config.get("base_model", "default")),
+        metrics=dict(job.metrics),
+    )
+    session.add(version)
+    session.flush()
+    job.model_id = version.id
+    return version
+
+
+def list_models(
+    session: Session, *, project_id: int | None = None, kind: ModelKind | None = None
+) -> list[ModelVersion]:
+    query = select(ModelVersion).order_by(ModelVersion.id.desc())
+    if project_id is not None:
+        query = query.where(ModelVersion.project_id == project_id)
+    if kind is not None:
+        query = query.where(ModelVersion.kind == kind.value)
+    return list(session.scalars(query))
+
+
+def get_model(session: Session, model_id: int) -> ModelVersion:
+    version = session.get(ModelVersion, model_id)
+    if version is None:
+        raise NotFound(f"No model version with id {model_id}.", code="model_not_found")
+    return version
+
+
+def _require_local_or_default(base_model: str) -> None:
+    from pathlib import Path
+
+    if base_model != "default" and not (Path(base_model).expanduser() / "config.json").is_file():
+        raise InvalidInput(
+            f"'{base_model}' is not a Hugging Face model directory (no config.json there); "
+            "use 'default' or a local model directory.",
+            code="unknown_model",
+            details={"field": "base_model"},
+        )
