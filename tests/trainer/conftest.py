@@ -102,3 +102,65 @@ def tiny_policy(tiny_model_dir: Path):
     from trainer.policy import load_policy
 
     return load_policy(tiny_model_dir, device="cpu")
+
+
+# --------------------------------------------------------------------------------------------------
+# A tiny BERT-like encoder for the reward-model tests (no chat template: the plain rendering is used)
+# --------------------------------------------------------------------------------------------------
+
+BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+BERT_EXTRA_WORDS = ["good", "bad", "user", "assistant", "system", ":"]
+
+
+def build_bert_tokenizer():
+    """A word-level tokenizer over CORPUS that wraps a sequence in [CLS] ... [SEP], like BERT's."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    words = sorted(set(CORPUS.split()) | set(BERT_EXTRA_WORDS))
+    vocab = {token: i for i, token in enumerate(BERT_SPECIAL_TOKENS + words)}
+    backend = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = Whitespace()
+    backend.add_special_tokens(BERT_SPECIAL_TOKENS)
+    backend.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+
+
+def save_tiny_bert(directory: Path, *, seed: int = 0) -> Path:
+    """A 2-layer, 32-wide BERT encoder (no dropout, so forward passes are deterministic) + tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    tokenizer = build_bert_tokenizer()
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=256,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
