@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -141,6 +142,27 @@ class ApiClient:
 
     def release(self, job: ClaimedJob) -> None:
         self.request("POST", f"/jobs/{job.id}/release", json={"attempt": job.attempt}, retries=2)
+
+    def job_status(self, job: ClaimedJob) -> str:
+        return self.request("GET", f"/jobs/{job.id}", retries=2).json()["status"]
+
+    # --- data ----------------------------------------------------------------------------------------
+
+    def download_export(self, project_id: int, params: dict, path: Path) -> int:
+        """Stream an export to `path` (written whole or not at all); returns the number of rows."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(path.suffix + ".part")
+        rows = 0
+        with self.http.stream("GET", f"/projects/{project_id}/export", params=params) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._check(response)
+            with partial.open("wb") as file:
+                for chunk in response.iter_bytes():
+                    file.write(chunk)
+                    rows += chunk.count(b"\n")
+        partial.replace(path)
+        return rows
 
     # --- generation --------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from typing import Any
 from trainer.client import ApiClient, ApiError, ClaimedJob, JobStopped, ServerUnavailable
 
 log = logging.getLogger("preflab.worker")
-ALL_KINDS = ["generate"]
+ALL_KINDS = ["generate", "reward"]
 
 
 class ShutdownRequested(Exception):
@@ -39,6 +39,8 @@ class Worker:
         self.name = name
         self.kinds = kinds
         self.cache_dir = data_dir / "cache"
+        # The artifact store: model versions live here, shared with the server (PREFLAB_DATA_DIR/artifacts).
+        self.artifact_dir = data_dir / "artifacts"
         self.poll_seconds = poll_seconds
         self.stopping = threading.Event()
         self._policies: dict[str, Any] = {}
@@ -57,6 +59,19 @@ class Worker:
             log.info("loading model %s", spec)
             self._policies[spec] = load_policy(resolve_model_dir(spec, self.cache_dir))
         return self._policies[spec]
+
+    @staticmethod
+    def _handler(kind: str):
+        """Imported when first needed: a generation-only worker never loads the training code."""
+        if kind == "generate":
+            from trainer.generate_job import run_generate_job
+
+            return lambda worker, job: (run_generate_job(worker, job), None)
+        if kind == "reward":
+            from trainer.reward_job import run_reward_job
+
+            return run_reward_job
+        raise ValueError(f"this worker cannot run {kind} jobs")
 
     # --- the loop ----------------------------------------------------------------------------------
 
@@ -82,13 +97,10 @@ class Worker:
                 return
 
     def run_job(self, job: ClaimedJob) -> None:
-        from trainer.generate_job import run_generate_job
-
-        handlers = {"generate": run_generate_job}
         log.info("job %s (%s) claimed, attempt %s", job.id, job.kind, job.attempt)
         try:
-            metrics = handlers[job.kind](self, job)
-            self.api.complete(job, metrics=metrics)
+            metrics, artifact = self._handler(job.kind)(self, job)
+            self.api.complete(job, metrics=metrics, artifact=artifact)
             log.info("job %s succeeded: %s", job.id, metrics)
         except ShutdownRequested:
             log.info("shutting down: handing job %s back to the queue", job.id)

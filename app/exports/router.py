@@ -4,16 +4,19 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from app.dependencies import ProjectReader, SessionDep
+from app.auth.models import Role, User
+from app.dependencies import SessionDep, require_roles
 from app.exports import service
 from app.exports.parquet import iter_parquet
 from app.exports.schemas import SCHEMA_VERSION, ExportFilters
 from app.projects.dependencies import ProjectDep
 
 router = APIRouter(tags=["export"])
+# Workers read the data they train on through this endpoint (API.md, "Worker protocol").
+ExportReader = Annotated[User, Depends(require_roles(Role.admin, Role.researcher, Role.worker))]
 
 MEDIA_TYPES = {"jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
 
@@ -24,7 +27,7 @@ MEDIA_TYPES = {"jsonl": "application/x-ndjson", "parquet": "application/vnd.apac
     responses={200: {"content": {"application/x-ndjson": {}, "application/vnd.apache.parquet": {}}}},
 )
 def export(
-    _reader: ProjectReader,
+    _reader: ExportReader,
     project: ProjectDep,
     session: SessionDep,
     request: Request,

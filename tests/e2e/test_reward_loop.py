@@ -1,0 +1,63 @@
+"""A reward run end to end: rankings in the database, a real worker over HTTP, a real (tiny) model
+trained, the model registered, saved in Hugging Face format, loadable with plain transformers."""
+
+import pytest
+
+pytest.importorskip("torch", reason="the trainer extras (torch, transformers) are not installed")
+
+from tests.conftest import create_project
+from tests.labeling.conftest import seed_ready_prompts
+from tests.trainer.conftest import save_tiny_bert
+from trainer.client import ApiClient
+from trainer.worker import Worker
+
+
+def test_reward_run_trains_and_registers(client, admin, make_account, live_server, tmp_path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    project = create_project(client, admin, completions_per_prompt=3, rankings_per_prompt=1)
+    seed_ready_prompts(client, admin, project["id"], n=12, k=3)
+    labeler = make_account("labeler")
+    while (
+        task := client.get(
+            "/api/v1/tasks/next", params={"project_id": project["id"]}, headers=labeler.headers
+        )
+    ).status_code == 200:
+        ids = [c["id"] for c in sorted(task.json()["completions"], key=lambda c: c["text"])]
+        body = {"ranking": [[cid] for cid in ids]}
+        client.post(
+            f"/api/v1/assignments/{task.json()['assignment_id']}/ranking", json=body, headers=labeler.headers
+        )
+
+    backbone = save_tiny_bert(tmp_path / "tiny-bert")
+    run = {
+        "base_model": str(backbone),
+        "epochs": 2,
+        "learning_rate": 1e-3,
+        "max_length": 64,
+        "batch_rankings": 4,
+        "eval_fraction": 0.25,
+    }
+    job_id = client.post(
+        f"/api/v1/projects/{project['id']}/train/reward", json=run, headers=admin.headers
+    ).json()["job_id"]
+    data_dir = tmp_path / "worker-data"
+    worker = Worker(
+        ApiClient(live_server, make_account("worker").token),
+        name="e2e",
+        kinds=["reward"],
+        data_dir=data_dir,
+        poll_seconds=0.1,
+    )
+    worker.run(once=True)
+
+    job = client.get(f"/api/v1/jobs/{job_id}", headers=admin.headers).json()
+    assert job["status"] == "succeeded", job["error"]
+    model = client.get(f"/api/v1/models/{job['model_id']}", headers=admin.headers).json()
+    assert model["kind"] == "reward" and model["artifact"] == f"reward/job-{job_id}"
+    assert "accuracy/eval" in model["metrics"] and "loss/train" in model["metrics"]
+    series = client.get(f"/api/v1/jobs/{job_id}/metrics", headers=admin.headers).json()["items"]
+    assert any("loss/train" in e["metrics"] for e in series)
+    saved = data_dir / "artifacts" / model["artifact"]
+    assert (saved / "preflab.json").is_file() and (saved / "model.safetensors").is_file()
+    AutoModelForSequenceClassification.from_pretrained(saved)  # plain transformers loads it

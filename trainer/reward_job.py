@@ -1,0 +1,98 @@
+"""The `reward` job: fit a reward model on a project's comparisons and hand back its directory.
+
+1. Download the project's pairs through the export endpoint (with the run's filters): the worker
+   reads data only through the API, like any researcher.
+2. Train (trainer/reward.py), streaming metrics as job events; the model is saved in Hugging Face
+   format under the artifact store as `reward/job-<id>`, with checkpoints, so a job re-claimed after
+   its worker died resumes where it stopped.
+3. Return the artifact path and the final figures; completing the job registers the model version.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from trainer.client import ClaimedJob, JobStopped
+from trainer.data import load_pairs
+from trainer.reward import RewardConfig, train_reward_model
+
+CANCEL_POLL_SECONDS = 2.0
+
+
+def reward_config(job: ClaimedJob) -> RewardConfig:
+    """The job's config (API.md `POST /projects/{id}/train/reward`) as the trainer's config."""
+    c = job.config
+    return RewardConfig(
+        backbone=str(c.get("base_model", "default")),
+        epochs=int(c.get("epochs", 1)),
+        lr=float(c.get("learning_rate", 2e-5)),
+        batch_rankings=int(c.get("batch_rankings", 8)),
+        gradient_accumulation_steps=int(c.get("gradient_accumulation_steps", 1)),
+        max_length=int(c.get("max_length", 256)),
+        eval_fraction=float(c.get("eval_fraction", 0.1)),
+        seed=int(c.get("seed", 0)),
+        margin_scale=float(c.get("margin_scale", 0.0)),
+        center_coef=float(c.get("center_coef", 0.0)),
+        gradient_checkpointing=bool(c.get("gradient_checkpointing", False)),
+    )
+
+
+def run_reward_job(ctx: Any, job: ClaimedJob) -> tuple[dict[str, Any], str]:
+    """`ctx` is the worker (`api`, `artifact_dir`, `check_stop()`, `stopping`).
+
+    Returns (metrics, artifact path relative to the artifact store)."""
+    config = reward_config(job)
+    artifact = f"reward/job-{job.id}"
+    out_dir = ctx.artifact_dir / artifact
+    data_path = out_dir / "data" / "pairs.jsonl"
+    filters = {"kind": "pairs", "format": "jsonl", **_export_params(job.config.get("filters", {}))}
+    if data_path.exists():  # a re-claimed job trains on the data it started with, so it can resume
+        log_text = "resuming with the data downloaded by the first attempt"
+    else:
+        rows = ctx.api.download_export(job.project_id, filters, data_path)
+        log_text = f"downloaded {rows} pairs"
+    ctx.api.event(job, progress=0.01, log_text=log_text)
+    pairs = load_pairs(data_path)
+    if not pairs:
+        raise ValueError(
+            "No comparisons match this run's filters: rank some completions first, or relax the filters."
+        )
+
+    last_check = {"at": 0.0, "cancelled": False}
+
+    def should_stop() -> bool:
+        if ctx.stopping.is_set():
+            return True
+        now = time.monotonic()
+        if now - last_check["at"] >= CANCEL_POLL_SECONDS:  # cancelled in the browser: stop within seconds
+            last_check["at"] = now
+            last_check["cancelled"] = ctx.api.job_status(job) == "cancelled"
+        return last_check["cancelled"]
+
+    def report(metrics: dict[str, Any]) -> None:
+        epoch = float(metrics.get("epoch", 0.0))
+        ctx.api.event(job, progress=min(0.99, 0.02 + 0.97 * epoch / config.epochs), metrics=metrics)
+
+    result = train_reward_model(
+        config,
+        pairs,
+        out_dir,
+        on_metrics=report,
+        should_stop=should_stop,
+        data_source={"project_id": job.project_id, "export_filters": filters, "schema_version": 1},
+    )
+    if result.stopped:
+        if last_check["cancelled"]:
+            raise JobStopped("cancelled from the browser; checkpoint kept")
+        ctx.check_stop()  # a shutdown: hand the job back; the next claim resumes from the checkpoint
+    return dict(result.metrics), artifact
+
+
+def _export_params(filters: dict[str, Any]) -> dict[str, str]:
+    params = {}
+    for key, value in filters.items():
+        if value in (None, [], ""):
+            continue
+        params[key] = ",".join(value) if isinstance(value, list) else str(value)
+    return params
