@@ -121,6 +121,18 @@ def worker(ctx: typer.Context) -> None:
     raise typer.Exit(subprocess.call([sys.executable, "-m", "trainer.worker", *ctx.args]))
 
 
+@cli.command(
+    "train-reward",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+)
+def train_reward(ctx: typer.Context) -> None:
+    """Train a reward model without a server: `preflab train-reward --data pairs.jsonl --out DIR [options]`.
+
+    Any pairs file in the export format (JSONL or Parquet) works; `--help` lists the options.
+    """
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "trainer.reward_cli", *ctx.args]))
+
+
 def _die_with_parent() -> None:
     """Linux: the worker gets SIGTERM if the server process dies without stopping it (e.g. SIGKILL)."""
     try:
