@@ -11,7 +11,7 @@ TORCH_PIP_ARGS ?=
 PORT ?= 8000
 export PREFLAB_DATA_DIR ?= ./data
 
-.PHONY: run test lint format bench postgres clean
+.PHONY: run test lint format bench bench-env postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ format: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test  ## performance figures; see docs/benchmarks.md
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+bench-env:  ## .venv-bench: the trainer stack plus TRL, for bench/reward_*.py (TRL is never installed in .venv)
+	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet --upgrade pip
+	.venv-bench/bin/pip install "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
+	.venv-bench/bin/pip install -e ".[trainer]" trl "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
 
 postgres:  ## start a throwaway Postgres on 127.0.0.1:54329 and print its URL
 	@scripts/throwaway-postgres.sh

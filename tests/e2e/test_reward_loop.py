@@ -15,32 +15,8 @@ from trainer.worker import Worker
 def test_reward_run_trains_and_registers(client, admin, make_account, live_server, tmp_path) -> None:
     from transformers import AutoModelForSequenceClassification
 
-    project = create_project(client, admin, completions_per_prompt=3, rankings_per_prompt=1)
-    seed_ready_prompts(client, admin, project["id"], n=12, k=3)
-    labeler = make_account("labeler")
-    while (
-        task := client.get(
-            "/api/v1/tasks/next", params={"project_id": project["id"]}, headers=labeler.headers
-        )
-    ).status_code == 200:
-        ids = [c["id"] for c in sorted(task.json()["completions"], key=lambda c: c["text"])]
-        body = {"ranking": [[cid] for cid in ids]}
-        client.post(
-            f"/api/v1/assignments/{task.json()['assignment_id']}/ranking", json=body, headers=labeler.headers
-        )
-
-    backbone = save_tiny_bert(tmp_path / "tiny-bert")
-    run = {
-        "base_model": str(backbone),
-        "epochs": 2,
-        "learning_rate": 1e-3,
-        "max_length": 64,
-        "batch_rankings": 4,
-        "eval_fraction": 0.25,
-    }
-    job_id = client.post(
-        f"/api/v1/projects/{project['id']}/train/reward", json=run, headers=admin.headers
-    ).json()["job_id"]
+    project = _labeled_project(client, admin, make_account, n=12)
+    job_id = _start(client, admin, project, save_tiny_bert(tmp_path / "tiny-bert"), epochs=2)
     data_dir = tmp_path / "worker-data"
     worker = Worker(
         ApiClient(live_server, make_account("worker").token),
@@ -63,9 +39,10 @@ def test_reward_run_trains_and_registers(client, admin, make_account, live_serve
     AutoModelForSequenceClassification.from_pretrained(saved)  # plain transformers loads it
 
 
-def _labeled_project(client, admin, make_account) -> dict:
+def _labeled_project(client, admin, make_account, n: int = 40) -> dict:
+    """A project whose n prompts (K=3) were each ranked once, alphabetical order best."""
     project = create_project(client, admin, completions_per_prompt=3, rankings_per_prompt=1)
-    seed_ready_prompts(client, admin, project["id"], n=12, k=3)
+    seed_ready_prompts(client, admin, project["id"], n=n, k=3)
     labeler = make_account("labeler")
     while (
         task := client.get(
