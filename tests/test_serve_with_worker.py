@@ -40,6 +40,6 @@ def test_serve_with_worker_starts_and_stops_both(tmp_path: Path) -> None:
     finally:
         server.send_signal(signal.SIGTERM)
         output, _ = server.communicate(timeout=60)
-    assert "polling for generate jobs" in output, output
+    assert "polling for generate" in output, output
     assert "worker stopped" in output, "the worker must be stopped with the server"
     assert server.returncode == 0

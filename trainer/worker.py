@@ -78,12 +78,15 @@ class Worker:
     def run(self, *, once: bool = False) -> None:
         log.info("worker %s polling for %s jobs", self.name, ", ".join(self.kinds))
         delay = self.poll_seconds
+        reached = False  # before the first answer, a refused connection is a server still starting
         while not self.stopping.is_set():
             try:
                 job = self.api.claim(self.kinds, self.name, retries=0)
+                reached = True
             except ServerUnavailable as exc:
                 delay = min(delay * 2, 60.0)  # the server is down or restarting: back off
-                log.warning("server unavailable (%s); next try in %.0fs", exc, delay)
+                level = logging.WARNING if reached else logging.INFO
+                log.log(level, "server unavailable (%s); next try in %.0fs", exc, delay)
                 self.stopping.wait(delay)
                 continue
             delay = self.poll_seconds
