@@ -164,3 +164,28 @@ def save_tiny_bert(directory: Path, *, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+# --------------------------------------------------------------------------------------------------
+# PPO: a tiny reward model saved in Hugging Face format (BERT classifier, seeded head)
+# --------------------------------------------------------------------------------------------------
+
+
+def save_tiny_reward_model(directory: Path, *, seed: int = 0) -> Path:
+    """The tiny BERT with a seeded one-output classification head, saved as a reward-model directory."""
+    import torch
+
+    from trainer.reward import load_reward_model
+
+    bert_dir = save_tiny_bert(directory / "bert", seed=seed)
+    torch.manual_seed(seed)
+    tokenizer, model = load_reward_model(bert_dir)
+    out = directory / "rm"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_reward_model(tmp_path_factory.mktemp("tiny-rm"))

@@ -1,0 +1,234 @@
+"""PPO: the pure pieces against hand-worked numbers, then a few real steps on tiny models built in code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("accelerate")
+
+from trainer.ppo import (  # noqa: E402
+    AdaptiveKLController,
+    FixedKLController,
+    PPOConfig,
+    apply_missing_eos_penalty,
+    compute_gae,
+    compute_rewards,
+    ppo_losses,
+    train_ppo,
+    whiten,
+)
+
+PROMPTS = [
+    [{"role": "user", "content": "what is the capital of france"}],
+    [{"role": "user", "content": "tell me a joke"}],
+    [{"role": "user", "content": "why is the sky blue"}],
+    [{"role": "user", "content": "write a short poem about the sea"}],
+]
+
+
+def test_compute_gae_hand_worked():
+    # Row 0, T=3, gamma=1, lam=0.95: rewards [0, 0, 1], values [0.5, 0.6, 0.7], all valid.
+    #   t=2: delta = 1 + 0   - 0.7 = 0.3              A2 = 0.3
+    #   t=1: delta = 0 + 0.7 - 0.6 = 0.1              A1 = 0.1 + 0.95 * 0.3   = 0.385
+    #   t=0: delta = 0 + 0.6 - 0.5 = 0.1              A0 = 0.1 + 0.95 * 0.385 = 0.46575
+    #   returns = A + V = [0.96575, 0.985, 1.0]
+    # Row 1, mask [1, 1, 0]: the junk at t=2 (reward 5, value 9) must not leak in.
+    #   t=1: delta = 1 + 0 - 0.6 = 0.4 (V beyond the last valid token is 0)   A1 = 0.4
+    #   t=0: delta = 0 + 0.6 - 0.5 = 0.1                                        A0 = 0.1 + 0.95 * 0.4 = 0.48
+    #   returns = [0.98, 1.0, 0]
+    rewards = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 5.0]])
+    values = torch.tensor([[0.5, 0.6, 0.7], [0.5, 0.6, 9.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    advantages, returns = compute_gae(rewards, values, mask, gamma=1.0, lam=0.95)
+    torch.testing.assert_close(advantages, torch.tensor([[0.46575, 0.385, 0.3], [0.48, 0.4, 0.0]]))
+    torch.testing.assert_close(returns, torch.tensor([[0.96575, 0.985, 1.0], [0.98, 1.0, 0.0]]))
+
+
+def test_rewards_are_kl_penalty_plus_score_on_last_token():
+    # beta = 0.1; row 0 has 3 valid tokens, row 1 has 2 (then padding).
+    logprobs = torch.tensor([[-1.0, -2.0, -0.5], [-1.0, -1.0, -7.0]])
+    ref_logprobs = torch.tensor([[-1.5, -1.0, -0.5], [-2.0, -1.0, -3.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    scores = torch.tensor([2.0, -1.0])
+    rewards, kl = compute_rewards(scores, logprobs, ref_logprobs, mask, beta=0.1)
+    # kl = logp - ref: row 0 [0.5, -1.0, 0.0]; row 1 [1.0, 0.0, (masked) 0]
+    torch.testing.assert_close(kl, torch.tensor([[0.5, -1.0, 0.0], [1.0, 0.0, 0.0]]))
+    # rewards = -0.1 * kl, + score on the last valid token: row 0 at t=2, row 1 at t=1
+    torch.testing.assert_close(rewards, torch.tensor([[-0.05, 0.1, 2.0], [-0.1, -1.0, 0.0]]))
+
+
+def test_missing_eos_penalty_replaces_the_score():
+    scores = torch.tensor([3.0, 3.0, -2.0])
+    finished = torch.tensor([True, False, False])
+    torch.testing.assert_close(
+        apply_missing_eos_penalty(scores, finished, -1.0), torch.tensor([3.0, -1.0, -1.0])
+    )
+    torch.testing.assert_close(apply_missing_eos_penalty(scores, finished, None), scores)
+
+
+def test_adaptive_kl_controller_follows_the_formula():
+    # target 6, horizon 10000, 8 completions: e = clip(KL/6 - 1, ±0.2); beta *= 1 + e * 8 / 10000
+    ctl = AdaptiveKLController(0.1, target=6.0, horizon=10_000)
+    ctl.update(current_kl=6.6, n_steps=8)  # e = 0.1
+    assert ctl.value == pytest.approx(0.1 * (1 + 0.1 * 8 / 10_000))
+    before = ctl.value
+    ctl.update(current_kl=60.0, n_steps=8)  # e = 9 → clipped to 0.2
+    assert ctl.value == pytest.approx(before * (1 + 0.2 * 8 / 10_000))
+    before = ctl.value
+    ctl.update(current_kl=3.0, n_steps=8)  # e = -0.5 → clipped to -0.2: beta falls
+    assert ctl.value == pytest.approx(before * (1 - 0.2 * 8 / 10_000))
+    assert ctl.value < before
+    fixed = FixedKLController(0.1)
+    fixed.update(100.0, 8)
+    assert fixed.value == 0.1
+
+
+def test_whiten_keeps_the_mask_and_normalises_valid_tokens():
+    values = torch.tensor([[1.0, 2.0, 3.0], [4.0, 100.0, -50.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    out = whiten(values, mask)
+    assert out[1, 1] == 0 and out[1, 2] == 0
+    valid = out[mask.bool()]
+    assert valid.mean().item() == pytest.approx(0.0, abs=1e-6)
+    assert valid.var(unbiased=False).item() == pytest.approx(1.0, abs=1e-4)
+    kept_mean = whiten(values, mask, shift_mean=False)[mask.bool()]
+    assert kept_mean.mean().item() == pytest.approx(values[mask.bool()].mean().item(), abs=1e-5)
+
+
+def test_ppo_losses_clip():
+    mask = torch.ones(1, 2)
+    old = torch.zeros(1, 2)
+    new = torch.log(torch.tensor([[2.0, 1.0]]))  # ratio 2 (clipped to 1.2), ratio 1
+    adv = torch.ones(1, 2)
+    values = torch.zeros(1, 2)
+    pg, vf, clipfrac = ppo_losses(new, old, adv, values + 1.0, values, values + 1.0, mask, 0.2, 0.2)
+    # token 0: max(-2, -1.2) = -1.2; token 1: -1 → mean -1.1. Value: clipped pred 0.2, (0.2-1)^2 = 0.64
+    assert pg.item() == pytest.approx(-1.1)
+    assert clipfrac.item() == pytest.approx(0.5)
+    assert vf.item() == pytest.approx(0.5 * 0.64)
+
+
+def small_config(policy: Path, rm: Path, **overrides) -> PPOConfig:
+    options = dict(
+        reward_model=str(rm),
+        policy=str(policy),
+        steps=2,
+        batch_size=4,
+        minibatch_size=2,
+        ppo_epochs=2,
+        max_new_tokens=6,
+        learning_rate=1e-3,
+        target_kl=1.0,
+        kl_horizon=100,
+        temperature=1.0,
+        checkpoint_every=1,
+        sample_every=1,
+        num_samples=2,
+    )
+    return PPOConfig(**(options | overrides))
+
+
+def test_ppo_runs_moves_parameters_and_saves_a_loadable_policy(
+    tiny_model_dir, tiny_reward_model_dir, tmp_path
+):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    events: list[dict] = []
+    out = tmp_path / "ppo"
+    result = train_ppo(
+        small_config(tiny_model_dir, tiny_reward_model_dir),
+        PROMPTS,
+        out,
+        on_metrics=events.append,
+        eval_prompts=PROMPTS[:2],
+    )
+    assert result.step == 2 and not result.stopped and result.stop_reason == "steps"
+    steps = [e for e in events if "loss/policy" in e]
+    assert [e["step"] for e in steps] == [1, 2]
+    for key in (
+        "reward/score",
+        "objective/kl",
+        "objective/entropy",
+        "loss/policy",
+        "loss/value",
+        "policy/clipfrac",
+        "beta",
+        "response/length",
+        "tokens_per_second",
+        "step",
+    ):
+        assert key in steps[-1], key
+    samples = [e for e in events if "samples" in e]
+    assert samples and set(samples[0]["samples"][0]) == {"prompt", "completion", "score"}
+    for key in ("eval/reward_before", "eval/reward_after", "eval/kl_after"):
+        assert key in result.metrics
+    # step 1: policy == reference, so KL = 0 < target 1: e clipped to -0.2, beta *= 1 - 0.2 * 4 / 100
+    assert steps[0]["objective/kl"] == pytest.approx(0.0, abs=1e-5)
+    assert steps[0]["beta"] == 0.05 and steps[1]["beta"] == pytest.approx(0.05 * (1 - 0.2 * 4 / 100))
+
+    assert (out / "model.safetensors").is_file()
+    record = json.loads((out / "preflab.json").read_text())
+    assert record["step"] == 2 and record["config"]["steps"] == 2 and "eval/reward_after" in record["eval"]
+
+    trained = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
+    start = AutoModelForCausalLM.from_pretrained(tiny_model_dir, local_files_only=True)
+    moved = any(
+        not torch.equal(a, b)
+        for a, b in zip(trained.state_dict().values(), start.state_dict().values(), strict=True)
+    )
+    assert moved
+    tokenizer = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    ids = tokenizer("<bos> <|user|> tell me a joke <eos> <|assistant|>", return_tensors="pt")
+    generated = trained.generate(
+        **ids, max_new_tokens=3, do_sample=False, pad_token_id=tokenizer.pad_token_id
+    )
+    assert generated.shape[1] > ids["input_ids"].shape[1]
+
+
+def test_should_stop_then_resume_continues(tiny_model_dir, tiny_reward_model_dir, tmp_path):
+    config = small_config(tiny_model_dir, tiny_reward_model_dir, steps=3, sample_every=0)
+    out = tmp_path / "ppo"
+    events: list[dict] = []
+    polls = iter([False, True])
+    first = train_ppo(config, PROMPTS, out, on_metrics=events.append, should_stop=lambda: next(polls))
+    assert first.stopped and first.step == 1 and first.stop_reason == "should_stop"
+    assert not (out / "model.safetensors").exists()
+    state = json.loads((out / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 1
+
+    events.clear()
+    second = train_ppo(config, PROMPTS, out, on_metrics=events.append)
+    assert not second.stopped and second.step == 3
+    assert [e["step"] for e in events if "loss/policy" in e] == [2, 3]
+    assert (out / "model.safetensors").is_file()
+
+
+def test_kl_ceiling_stops_early(tiny_model_dir, tiny_reward_model_dir, tmp_path):
+    config = small_config(tiny_model_dir, tiny_reward_model_dir, steps=5, kl_ceiling=-1e9, sample_every=0)
+    result = train_ppo(config, PROMPTS, tmp_path / "ppo")
+    assert result.step == 1 and result.stop_reason == "kl_ceiling"
+
+
+def test_value_model_starts_from_a_compatible_reward_model(tiny_model_dir, tiny_reward_model_dir, tmp_path):
+    from transformers import AutoTokenizer, LlamaForSequenceClassification
+
+    from trainer.ppo import build_value_model
+
+    torch.manual_seed(0)
+    rm = LlamaForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1, local_files_only=True)
+    rm.save_pretrained(tmp_path / "rm")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir, local_files_only=True)
+    tokenizer.save_pretrained(tmp_path / "rm")
+    value_model = build_value_model(tiny_model_dir, tmp_path / "rm", tokenizer, tokenizer)
+    torch.testing.assert_close(value_model.head.weight, rm.score.weight)
+    torch.testing.assert_close(value_model.backbone.embed_tokens.weight, rm.model.embed_tokens.weight)
+
+    # a BERT reward model reads other tokens: the value model starts from the policy, head at zero
+    bert_tokenizer = AutoTokenizer.from_pretrained(tiny_reward_model_dir, local_files_only=True)
+    fallback = build_value_model(tiny_model_dir, tiny_reward_model_dir, tokenizer, bert_tokenizer)
+    assert torch.count_nonzero(fallback.head.weight) == 0

@@ -1,0 +1,735 @@
+"""Fine-tune the policy against a reward model with PPO (RLHF, Ziegler et al. 2019 / InstructGPT).
+
+    result = train_ppo(PPOConfig(reward_model="out/rm"), prompts, Path("out/ppo"))
+
+The loop follows "The N Implementation Details of RLHF with PPO" (Huang et al., 2024); comments tagged
+``[Huang §n]`` name the detail a line implements (numbering of docs/ppo.md). One step, top to bottom:
+
+1. Pick ``batch_size`` prompts (a seeded permutation per pass over the prompts, so resume is exact).
+2. Sample one completion per prompt from the policy (left padding, attention mask, temperature, top_p).
+3. Forward policy, reference and value model over prompt + completion: log-probs of the sampled tokens,
+   values, entropy; tokens after the first EOS are masked out.
+4. Compute rewards: decode the completion, re-encode it with the REWARD MODEL's tokenizer and template,
+   score it; completions without EOS get ``missing_eos_penalty`` instead; per-token reward is
+   ``-beta * (logp - logp_ref)`` plus the score on the last token.
+5. GAE advantages and returns (gamma, lambda), advantages whitened.
+6. ``ppo_epochs`` passes over shuffled minibatches: clipped policy loss + ``vf_coef`` * clipped value loss.
+7. Update beta (adaptive KL controller) and emit metrics; samples, checkpoints, stop conditions.
+
+At the end the policy is saved as a Hugging Face directory (safetensors, tokenizer, ``preflab.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import transformers
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+from trainer.data import Chat
+from trainer.policy import load_policy, resolve_model_dir
+from trainer.reward import OFFSET_KEY, PREFLAB_JSON, load_reward_model, pad, rewards_of, score_head
+from trainer.reward_data import encode
+
+log = logging.getLogger("preflab.ppo")
+
+CHECKPOINT_DIR = "checkpoint"
+TRAINER_STATE = "trainer_state.json"
+RESUME_IGNORED_FIELDS = {
+    "steps",
+    "log_every",
+    "checkpoint_every",
+    "sample_every",
+    "num_samples",
+    "target_reward",
+    "kl_ceiling",
+}
+"""Config fields that may change between a run and its resumption without invalidating the checkpoint."""
+
+
+@dataclass
+class PPOConfig:
+    """Everything a PPO run depends on; recorded in checkpoints and in ``preflab.json``.
+
+    Defaults suit the bundled 135M policy on a CPU: small batches, short completions.
+    """
+
+    reward_model: str = ""
+    """Directory of a reward model saved by ``trainer.reward.train_reward_model`` (or any HF sequence
+    classifier with one output)."""
+    policy: str = "default"
+    """Policy spec: ``"default"`` (SmolLM2-135M-Instruct) or a local Hugging Face causal-LM directory."""
+    cache_dir: str = "~/.cache/preflab"
+    """Where ``"default"`` is converted from GGUF once (see ``trainer.policy.resolve_model_dir``)."""
+    steps: int = 100
+    """PPO steps (one rollout batch + its updates each)."""
+    batch_size: int = 8
+    """Prompts (= completions) per rollout."""
+    minibatch_size: int = 4
+    """Completions per optimizer step inside the PPO epochs; must divide ``batch_size``."""
+    ppo_epochs: int = 4
+    """Passes over each rollout batch."""
+    max_new_tokens: int = 48
+    """Completion length cap; a completion that reaches it without EOS is 'missing EOS'."""
+    learning_rate: float = 1e-5
+    """Adam learning rate for policy and value model (one optimizer, joint loss)."""
+    kl_coef: float = 0.05
+    """Initial beta, the weight of the per-token KL penalty."""
+    target_kl: float | None = 6.0
+    """Target KL (nats per completion) for the adaptive controller; None keeps beta fixed at ``kl_coef``."""
+    kl_horizon: int = 10_000
+    """Horizon of the adaptive controller (Ziegler et al.): larger = slower beta changes."""
+    seed: int = 0
+    """Seeds prompts order, sampling and minibatch shuffles; step ``s`` reseeds with ``seed + s``."""
+    temperature: float = 0.7
+    """Sampling temperature; the training forward divides logits by it too, so logprobs match."""
+    top_p: float = 1.0
+    """Nucleus sampling; values < 1 make the sampler differ from the policy the loss assumes."""
+    cliprange: float = 0.2
+    """PPO ratio clip epsilon for the policy loss."""
+    cliprange_value: float = 0.2
+    """Clip of the value prediction around the rollout's value."""
+    vf_coef: float = 0.1
+    """Weight of the value loss in the joint loss."""
+    gamma: float = 1.0
+    """Discount factor of GAE."""
+    lam: float = 0.95
+    """Lambda of GAE."""
+    whiten_rewards: bool = False
+    """Scale the per-token rewards to unit variance over the batch (mean kept) before GAE."""
+    missing_eos_penalty: float | None = -1.0
+    """Score given instead of the RM score to completions with no EOS; None scores them normally."""
+    max_prompt_tokens: int = 256
+    """Longer prompts (in policy tokens) are dropped, with a warning."""
+    reward_max_length: int | None = None
+    """Reward-model input cap; None: the ``max_length`` in the RM's preflab.json, else 512."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    log_every: int = 1
+    """Emit metrics every N steps."""
+    checkpoint_every: int = 10
+    """Save a resumable checkpoint every N steps (and when stopped by ``should_stop``)."""
+    sample_every: int = 10
+    """Emit ``{"samples": [...]}`` every N steps (0: never)."""
+    num_samples: int = 4
+    """Completions per sample report."""
+    target_reward: float | None = None
+    """Stop once the batch's mean RM score is >= this."""
+    kl_ceiling: float | None = None
+    """Stop once the batch's mean KL to the reference is >= this (nats per completion)."""
+    eval_batch_size: int = 16
+    """Prompts per generate call during evaluation."""
+
+
+@dataclass
+class PPOResult:
+    out_dir: Path
+    step: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Last step's metrics, plus eval figures when the run finished."""
+    stopped: bool = False
+    """True when ``should_stop`` interrupted the run (checkpoint saved, no final model)."""
+    stop_reason: str | None = None
+    """``"steps"``, ``"target_reward"``, ``"kl_ceiling"`` or ``"should_stop"``."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure pieces: rewards, whitening, GAE, losses, KL controllers
+# --------------------------------------------------------------------------------------------------
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+    """Zero mean (if ``shift_mean``) and unit variance over the valid tokens; masked positions stay 0."""
+    mean = masked_mean(values, mask)
+    var = masked_mean((values - mean) ** 2, mask)
+    whitened = (values - mean) * torch.rsqrt(var + 1e-8)
+    if not shift_mean:
+        whitened = whitened + mean
+    return whitened * mask
+
+
+def apply_missing_eos_penalty(scores: torch.Tensor, finished: torch.Tensor, penalty: float | None):
+    """[Huang §4: the EOS trick] a completion that never ended gets a fixed low score instead."""
+    if penalty is None:
+        return scores
+    return torch.where(finished, scores, torch.full_like(scores, penalty))
+
+
+def compute_rewards(
+    scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rewards: ``-beta * (logp - logp_ref)`` everywhere, plus the score on the last valid token.
+
+    scores (B,), logprobs / ref_logprobs / mask (B, T) → rewards (B, T), kl (B, T) (both 0 where masked).
+    """
+    kl = (logprobs - ref_logprobs) * mask  # (B, T)
+    rewards = -beta * kl  # (B, T)  [Huang §5: per-token KL penalty]
+    last = mask.sum(dim=1).long().clamp(min=1) - 1  # (B,) index of the last completion token
+    rewards[torch.arange(rewards.shape[0]), last] += scores  # [Huang §5: score on the last token]
+    return rewards, kl
+
+
+def compute_gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over completion tokens (Schulman et al. 2016).
+
+    rewards, values, mask: (B, T). ``delta_t = r_t + gamma * V_{t+1} - V_t`` with ``V`` beyond the last
+    valid token = 0; ``A_t = delta_t + gamma * lam * A_{t+1}``; returns = A + V. Masked positions get 0.
+    """
+    values = values * mask  # (B, T)
+    rewards = rewards * mask  # (B, T)
+    advantages = torch.zeros_like(rewards)  # (B, T)
+    last_gae = torch.zeros_like(rewards[:, 0])  # (B,)
+    length = rewards.shape[1]
+    for t in reversed(range(length)):
+        next_value = values[:, t + 1] if t + 1 < length else torch.zeros_like(last_gae)  # (B,)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]  # (B,)
+        last_gae = (delta + gamma * lam * last_gae) * mask[:, t]  # (B,)
+        advantages[:, t] = last_gae
+    returns = (advantages + values) * mask  # (B, T)
+    return advantages, returns
+
+
+def ppo_losses(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    vpred: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    cliprange: float,
+    cliprange_value: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clipped policy loss, clipped value loss and the clip fraction; all inputs (B, T)."""
+    ratio = torch.exp(logprobs - old_logprobs)  # (B, T)
+    pg_losses = -advantages * ratio
+    pg_losses_clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
+    pg_loss = masked_mean(torch.max(pg_losses, pg_losses_clipped), mask)  # [Huang §8: clipped surrogate]
+    clipfrac = masked_mean((pg_losses_clipped > pg_losses).float(), mask)
+    # [Huang §9: value clipping around the rollout's values]
+    vpred_clipped = old_values + torch.clamp(vpred - old_values, -cliprange_value, cliprange_value)
+    vf_losses = torch.max((vpred - returns) ** 2, (vpred_clipped - returns) ** 2)
+    vf_loss = 0.5 * masked_mean(vf_losses, mask)
+    return pg_loss, vf_loss, clipfrac
+
+
+class FixedKLController:
+    """beta stays at its initial value."""
+
+    def __init__(self, kl_coef: float) -> None:
+        self.value = kl_coef
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        pass
+
+
+class AdaptiveKLController:
+    """Ziegler et al. 2019: ``e = clip(KL / target - 1, -0.2, 0.2)``; ``beta *= 1 + e * n_steps / horizon``.
+
+    ``KL`` is the batch's mean KL per completion, ``n_steps`` the completions it was measured on."""
+
+    def __init__(self, init_kl_coef: float, target: float, horizon: int) -> None:
+        self.value = init_kl_coef
+        self.target = target
+        self.horizon = horizon
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        proportional_error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
+        self.value *= 1.0 + proportional_error * n_steps / self.horizon
+
+
+# --------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------
+
+
+class ValueModel(nn.Module):
+    """A scalar value per position: a transformer backbone (``AutoModel``) + ``Linear(hidden, 1)``."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Linear) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, input_ids, attention_mask, position_ids=None) -> torch.Tensor:
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state  # (B, T, H)
+        return self.head(hidden).squeeze(-1)  # (B, T)
+
+
+def build_value_model(policy_dir: Path, reward_dir: Path, policy_tokenizer, reward_tokenizer) -> ValueModel:
+    """[Huang §3: value model initialised from the reward model] when the RM reads the policy's tokens (same
+    vocabulary and architecture); otherwise from the policy's backbone with a zero head."""
+    policy_type = AutoConfig.from_pretrained(policy_dir, local_files_only=True).model_type
+    reward_type = AutoConfig.from_pretrained(reward_dir, local_files_only=True).model_type
+    if policy_type == reward_type and policy_tokenizer.get_vocab() == reward_tokenizer.get_vocab():
+        _, rm = load_reward_model(reward_dir)
+        _, rm_head = score_head(rm)
+        backbone = AutoModel.from_pretrained(reward_dir, local_files_only=True)
+        head = nn.Linear(rm_head.in_features, 1)
+        with torch.no_grad():
+            head.weight.copy_(rm_head.weight)
+            head.bias.copy_(rm_head.bias if rm_head.bias is not None else torch.zeros(1))
+        log.info("value model initialised from the reward model")
+    else:
+        backbone = AutoModel.from_pretrained(policy_dir, local_files_only=True)
+        head = nn.Linear(backbone.config.hidden_size, 1)
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+        log.info("value model initialised from the policy (reward model has another tokenizer or arch)")
+    return ValueModel(backbone, head)
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """[Huang §2: dropout off] so that logprobs of the rollout and of the update agree."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        for name in ("attention_dropout", "dropout"):
+            if isinstance(getattr(module, name, None), float):
+                setattr(module, name, 0.0)
+
+
+def forward_logprobs(model, input_ids, attention_mask, response_ids, temperature: float):
+    """Log-probs (B, R) and entropies (B, R) of the completion tokens, which are the last R of input_ids."""
+    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # [Huang §6: positions skip left pads]
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+    length = response_ids.shape[1]
+    logits = logits[:, -length - 1 : -1].float() / temperature  # (B, R, V)  [Huang §7: scale by temperature]
+    logp_all = F.log_softmax(logits, dim=-1)  # (B, R, V)
+    logprobs = torch.gather(logp_all, 2, response_ids.unsqueeze(-1)).squeeze(-1)  # (B, R)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)  # (B, R)
+    return logprobs, entropy
+
+
+def forward_values(value_model, input_ids, attention_mask, length: int) -> torch.Tensor:
+    """Values (B, R): the value of the state before each of the last R tokens."""
+    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+    values = value_model(input_ids, attention_mask, position_ids)  # (B, T)
+    return values[:, -length - 1 : -1].float()
+
+
+# --------------------------------------------------------------------------------------------------
+# Rollouts: prompts → completions → scores
+# --------------------------------------------------------------------------------------------------
+
+
+def prompt_indices(n_prompts: int, batch_size: int, step: int, seed: int) -> list[int]:
+    """The prompts of step ``step``: consecutive slices of one seeded permutation per pass."""
+    out = []
+    position = step * batch_size
+    while len(out) < batch_size:
+        epoch, offset = divmod(position, n_prompts)
+        order = list(range(n_prompts))
+        random.Random(f"{seed}-{epoch}").shuffle(order)
+        out.append(order[offset])
+        position += 1
+    return out
+
+
+@dataclass
+class Rollout:
+    query: torch.Tensor  # (B, P) left-padded prompt ids
+    query_mask: torch.Tensor  # (B, P)
+    response: torch.Tensor  # (B, R) completion ids, pad after the first EOS
+    response_mask: torch.Tensor  # (B, R) 1 up to and including the first EOS
+    finished: torch.Tensor  # (B,) bool: an EOS was sampled
+    texts: list[str]
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        return torch.cat([self.query, self.response], dim=1)  # (B, P + R)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        return torch.cat([self.query_mask, self.response_mask], dim=1)  # (B, P + R)
+
+
+@torch.no_grad()
+def sample(model, tokenizer, stop_ids, prompt_ids: list[list[int]], config: PPOConfig, device) -> Rollout:
+    """One completion per prompt with ``model.generate`` (left padding, attention mask)."""
+    longest = max(len(ids) for ids in prompt_ids)
+    query = torch.full((len(prompt_ids), longest), tokenizer.pad_token_id, dtype=torch.long)
+    query_mask = torch.zeros_like(query)
+    for row, ids in enumerate(prompt_ids):
+        query[row, longest - len(ids) :] = torch.tensor(ids)
+        query_mask[row, longest - len(ids) :] = 1
+    query, query_mask = query.to(device), query_mask.to(device)
+    sequences = model.generate(
+        input_ids=query,
+        attention_mask=query_mask,
+        do_sample=True,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        top_k=0,  # [Huang §7: sample from the full distribution]
+        max_new_tokens=config.max_new_tokens,
+        eos_token_id=list(stop_ids),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    response = sequences[:, longest:]  # (B, R)
+    is_stop = torch.isin(response, torch.tensor(stop_ids, device=device))  # (B, R)
+    finished = is_stop.any(dim=1)  # (B,)
+    first_stop = torch.where(finished, is_stop.float().argmax(dim=1), response.shape[1])  # (B,)
+    positions = torch.arange(response.shape[1], device=device).unsqueeze(0)  # (1, R)
+    response_mask = (positions <= first_stop.unsqueeze(1)).long()  # (B, R) includes the EOS token
+    response = torch.where(response_mask.bool(), response, tokenizer.pad_token_id)
+    texts = [
+        tokenizer.decode(row[mask.bool()], skip_special_tokens=True)
+        for row, mask in zip(response, response_mask, strict=True)
+    ]
+    return Rollout(query, query_mask, response, response_mask, finished, texts)
+
+
+class RewardScorer:
+    """The frozen reward model with ITS OWN tokenizer and template (``trainer.reward_data.encode``)."""
+
+    def __init__(self, reward_dir: Path, device, max_length: int | None) -> None:
+        self.tokenizer, self.model = load_reward_model(reward_dir)
+        self.model.to(device).eval().requires_grad_(False)
+        self.offset = float(getattr(self.model.config, OFFSET_KEY, 0.0) or 0.0)
+        if max_length is None:
+            record = reward_dir / PREFLAB_JSON
+            max_length = json.loads(record.read_text())["config"]["max_length"] if record.is_file() else 512
+        self.max_length = max_length
+        self.device = device
+
+    @torch.no_grad()
+    def __call__(self, prompts: Sequence[Chat], completions: Sequence[str]) -> torch.Tensor:
+        sequences = [
+            encode(self.tokenizer, p, c, self.max_length) for p, c in zip(prompts, completions, strict=True)
+        ]
+        input_ids, attention_mask = pad(sequences, self.tokenizer.pad_token_id)
+        scores = rewards_of(self.model, input_ids.to(self.device), attention_mask.to(self.device))
+        return scores - self.offset  # (B,)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------
+
+
+def train_ppo(
+    config: PPOConfig,
+    prompts: list[Chat],
+    out_dir: Path | str,
+    *,
+    on_metrics: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    eval_prompts: list[Chat] | None = None,
+) -> PPOResult:
+    """Run PPO and save the policy into ``out_dir``; resume from ``out_dir/checkpoint/`` when present.
+
+    ``on_metrics`` receives metric dicts (see docs/ppo.md) and sample reports ``{"samples": [...]}``;
+    ``should_stop`` is polled before every step: True saves a checkpoint and returns ``stopped=True``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    emit = on_metrics or (lambda metrics: None)
+    stop_requested = should_stop or (lambda: False)
+    if config.batch_size % config.minibatch_size:
+        raise ValueError("minibatch_size must divide batch_size")
+
+    # 1. accelerator, seed, models: policy (trained), reference (frozen copy), value model, reward model
+    accelerator = Accelerator()
+    device = accelerator.device
+    set_seed(config.seed)
+    policy_dir = resolve_model_dir(config.policy, Path(config.cache_dir).expanduser())
+    reward_dir = Path(config.reward_model).resolve()
+    loaded = load_policy(policy_dir, device="cpu", dtype=torch.float32)
+    tokenizer, stop_ids, policy = loaded.tokenizer, loaded.stop_token_ids, loaded.model
+    reference = AutoModelForCausalLM.from_pretrained(policy_dir, local_files_only=True, dtype=torch.float32)
+    reference.to(device).eval().requires_grad_(False)
+    scorer = RewardScorer(reward_dir, device, config.reward_max_length)
+    value_model = build_value_model(policy_dir, reward_dir, tokenizer, scorer.tokenizer)
+    for model in (policy, reference, value_model):
+        disable_dropout(model)
+
+    # 2. prompts rendered with the policy's chat template; too long ones dropped
+    def render(chats: Sequence[Chat]) -> list[tuple[Chat, list[int]]]:
+        kept = []
+        for chat in chats:
+            text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(ids) <= config.max_prompt_tokens:
+                kept.append((chat, ids))
+        if len(kept) < len(chats):
+            log.warning(
+                "dropped %d prompts longer than %d tokens", len(chats) - len(kept), config.max_prompt_tokens
+            )
+        return kept
+
+    train_set = render(prompts)
+    eval_set = render(eval_prompts or [])
+    if not train_set:
+        raise ValueError("no prompts to train on")
+
+    # 3. one Adam over policy and value model [Huang §10: Adam eps 1e-5], prepared by accelerate
+    optimizer = torch.optim.Adam(
+        [*policy.parameters(), *value_model.parameters()], lr=config.learning_rate, eps=1e-5
+    )
+    policy, value_model, optimizer = accelerator.prepare(policy, value_model, optimizer)
+    kl_ctl = (
+        AdaptiveKLController(config.kl_coef, config.target_kl, config.kl_horizon)
+        if config.target_kl is not None
+        else FixedKLController(config.kl_coef)
+    )
+
+    # 4. resume
+    step = _resume(accelerator, out_dir / CHECKPOINT_DIR, config, kl_ctl)
+
+    def save_checkpoint() -> None:
+        _save_checkpoint(accelerator, out_dir / CHECKPOINT_DIR, config, step, kl_ctl.value)
+
+    def generate_and_score(model, batch: Sequence[tuple[Chat, list[int]]]) -> tuple[Rollout, torch.Tensor]:
+        rollout = sample(
+            accelerator.unwrap_model(model), tokenizer, stop_ids, [ids for _, ids in batch], config, device
+        )
+        raw_scores = scorer([chat for chat, _ in batch], rollout.texts)  # (B,)
+        return rollout, raw_scores
+
+    # 5. evaluation of the starting policy (= the reference)
+    eval_metrics: dict[str, float] = {}
+    if eval_set:
+        set_seed(config.seed + 1_000_003)
+        eval_metrics["eval/reward_before"] = _evaluate(
+            generate_and_score, reference, reference, eval_set, config
+        )[0]
+        emit({"step": step, **eval_metrics})
+
+    metrics: dict[str, float] = {}
+    stop_reason = "steps"
+    while step < config.steps:
+        if stop_requested():
+            save_checkpoint()
+            log.info("stopped at step %d; checkpoint saved", step)
+            return PPOResult(
+                out_dir=out_dir, step=step, metrics=metrics, stopped=True, stop_reason="should_stop"
+            )
+        started = time.monotonic()
+        set_seed(config.seed + step)  # the step's sampling and shuffles depend on (seed, step) only
+
+        # 1. pick the step's prompts
+        batch = [train_set[i] for i in prompt_indices(len(train_set), config.batch_size, step, config.seed)]
+
+        # 2. sample one completion per prompt and score it with the reward model
+        policy.eval()
+        value_model.eval()
+        rollout, raw_scores = generate_and_score(policy, batch)  # raw_scores (B,)
+        input_ids, attention_mask = rollout.input_ids, rollout.attention_mask  # (B, P + R)
+        mask = rollout.response_mask.float()  # (B, R)
+        length = rollout.response.shape[1]
+
+        # 3. logprobs of the sampled tokens under policy and reference; values
+        with torch.no_grad():
+            logprobs, entropy = forward_logprobs(
+                policy, input_ids, attention_mask, rollout.response, config.temperature
+            )
+            ref_logprobs, _ = forward_logprobs(
+                reference, input_ids, attention_mask, rollout.response, config.temperature
+            )
+            values = forward_values(value_model, input_ids, attention_mask, length) * mask  # (B, R)
+        logprobs, ref_logprobs = logprobs * mask, ref_logprobs * mask  # (B, R)
+
+        # 4. compute rewards: EOS penalty, per-token KL penalty + score on the last token
+        scores = apply_missing_eos_penalty(raw_scores, rollout.finished, config.missing_eos_penalty)  # (B,)
+        rewards, kl = compute_rewards(scores, logprobs, ref_logprobs, mask, kl_ctl.value)  # (B, R)
+        if config.whiten_rewards:
+            rewards = whiten(rewards, mask, shift_mean=False)  # [Huang §11: reward scaling]
+
+        # 5. advantages and returns; advantages whitened [Huang §12: advantage normalisation]
+        advantages, returns = compute_gae(rewards, values, mask, config.gamma, config.lam)  # (B, R)
+        advantages = whiten(advantages, mask)
+
+        # 6. PPO epochs over shuffled minibatches
+        policy.train()
+        value_model.train()
+        stats = torch.zeros(4)  # policy loss, value loss, clipfrac, minibatches
+        for _ in range(config.ppo_epochs):
+            order = torch.randperm(config.batch_size)
+            for start in range(0, config.batch_size, config.minibatch_size):
+                rows = order[start : start + config.minibatch_size].to(device)
+                mb_ids, mb_attn, mb_mask = input_ids[rows], attention_mask[rows], mask[rows]
+                new_logprobs, _ = forward_logprobs(
+                    policy, mb_ids, mb_attn, rollout.response[rows], config.temperature
+                )  # (b, R)
+                vpred = forward_values(value_model, mb_ids, mb_attn, length)  # (b, R)
+                pg_loss, vf_loss, clipfrac = ppo_losses(
+                    new_logprobs,
+                    logprobs[rows],
+                    advantages[rows],
+                    vpred,
+                    values[rows],
+                    returns[rows],
+                    mb_mask,
+                    config.cliprange,
+                    config.cliprange_value,
+                )
+                loss = pg_loss + config.vf_coef * vf_loss
+                optimizer.zero_grad()
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(
+                    [*policy.parameters(), *value_model.parameters()], config.max_grad_norm
+                )
+                optimizer.step()
+                stats += torch.tensor([pg_loss.item(), vf_loss.item(), clipfrac.item(), 1.0])
+
+        # 7. adaptive KL: beta toward target_kl [Ziegler et al. 2019]; metrics
+        mean_kl = kl.sum(dim=1).mean().item()  # nats per completion
+        beta_used = kl_ctl.value
+        kl_ctl.update(mean_kl, config.batch_size)
+        step += 1
+        elapsed = time.monotonic() - started
+        metrics = {
+            "step": step,
+            "reward/score": raw_scores.mean().item(),
+            "reward/score_penalised": scores.mean().item(),
+            "reward/missing_eos": 1.0 - rollout.finished.float().mean().item(),
+            "objective/kl": mean_kl,
+            "objective/entropy": (entropy * mask).sum(dim=1).mean().item(),
+            "loss/policy": (stats[0] / stats[3]).item(),
+            "loss/value": (stats[1] / stats[3]).item(),
+            "policy/clipfrac": (stats[2] / stats[3]).item(),
+            "beta": beta_used,
+            "response/length": mask.sum(dim=1).mean().item(),
+            "tokens_per_second": mask.sum().item() / max(elapsed, 1e-9),
+        }
+        if step % config.log_every == 0 or step == config.steps:
+            emit(dict(metrics))
+        if config.sample_every and step % config.sample_every == 0:
+            emit(
+                {
+                    "step": step,
+                    "samples": [
+                        {"prompt": chat, "completion": text, "score": s}
+                        for (chat, _), text, s in zip(batch, rollout.texts, raw_scores.tolist(), strict=True)
+                    ][: config.num_samples],
+                }
+            )
+        if step % config.checkpoint_every == 0 and step < config.steps:
+            save_checkpoint()
+        if config.target_reward is not None and metrics["reward/score"] >= config.target_reward:
+            stop_reason = "target_reward"
+            break
+        if config.kl_ceiling is not None and mean_kl >= config.kl_ceiling:
+            stop_reason = "kl_ceiling"
+            break
+
+    # 8. evaluate the trained policy and save it in Hugging Face format with preflab.json
+    policy.eval()
+    if eval_set:
+        set_seed(config.seed + 1_000_003)
+        reward_after, kl_after = _evaluate(generate_and_score, policy, reference, eval_set, config)
+        eval_metrics |= {"eval/reward_after": reward_after, "eval/kl_after": kl_after}
+        emit({"step": step, **eval_metrics})
+    save_checkpoint()  # a re-run with more steps continues from here
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(policy)
+        unwrapped.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+        record = {
+            "kind": "ppo",
+            "config": asdict(config),
+            "policy_dir": str(policy_dir),
+            "reward_model_dir": str(reward_dir),
+            "step": step,
+            "stop_reason": stop_reason,
+            "beta": kl_ctl.value,
+            "metrics": metrics,
+            "eval": eval_metrics,
+            "prompts": {"train": len(train_set), "eval": len(eval_set)},
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        (out_dir / PREFLAB_JSON).write_text(json.dumps(record, indent=2) + "\n")
+    accelerator.wait_for_everyone()
+    return PPOResult(out_dir=out_dir, step=step, metrics=metrics | eval_metrics, stop_reason=stop_reason)
+
+
+@torch.no_grad()
+def _evaluate(generate_and_score, model, reference, eval_set, config: PPOConfig) -> tuple[float, float]:
+    """Mean RM score (raw, no EOS penalty) and mean KL to the reference (nats per completion)."""
+    scores, kls = [], []
+    for start in range(0, len(eval_set), config.eval_batch_size):
+        batch = eval_set[start : start + config.eval_batch_size]
+        rollout, raw_scores = generate_and_score(model, batch)
+        ids, attn, mask = rollout.input_ids, rollout.attention_mask, rollout.response_mask.float()
+        logp, _ = forward_logprobs(model, ids, attn, rollout.response, config.temperature)
+        ref_logp, _ = forward_logprobs(reference, ids, attn, rollout.response, config.temperature)
+        scores.extend(raw_scores.tolist())
+        kls.extend(((logp - ref_logp) * mask).sum(dim=1).tolist())
+    return sum(scores) / len(scores), sum(kls) / len(kls)
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints: policy, value model, optimizer, RNG (accelerate) + step, beta, config
+# --------------------------------------------------------------------------------------------------
+
+
+def _save_checkpoint(
+    accelerator: Accelerator, directory: Path, config: PPOConfig, step: int, beta: float
+) -> None:
+    """Written next to the old checkpoint and swapped in, so a crash mid-save keeps the previous one."""
+    staging = directory.with_name(directory.name + ".tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging), safe_serialization=False)  # tied embeddings: plain torch files
+    if accelerator.is_main_process:
+        state = {"step": step, "beta": beta, "config": asdict(config)}
+        (staging / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n")
+        shutil.rmtree(directory, ignore_errors=True)
+        staging.rename(directory)
+    accelerator.wait_for_everyone()
+
+
+def _resume(accelerator: Accelerator, directory: Path, config: PPOConfig, kl_ctl) -> int:
+    """Load the checkpoint when it belongs to this run (same config); return the step to continue from."""
+    state_file = directory / TRAINER_STATE
+    if not state_file.is_file():
+        return 0
+    saved = json.loads(state_file.read_text())
+    ours = {k: v for k, v in asdict(config).items() if k not in RESUME_IGNORED_FIELDS}
+    theirs = {k: v for k, v in saved["config"].items() if k not in RESUME_IGNORED_FIELDS}
+    if ours != theirs:
+        log.warning("checkpoint in %s is for another config; starting afresh", directory)
+        return 0
+    accelerator.load_state(str(directory))
+    kl_ctl.value = saved["beta"]
+    log.info("resumed from %s at step %d (beta %.4g)", directory, saved["step"], saved["beta"])
+    return int(saved["step"])
+
+
+__all__ = [
+    "AdaptiveKLController",
+    "FixedKLController",
+    "PPOConfig",
+    "PPOResult",
+    "ValueModel",
+    "apply_missing_eos_penalty",
+    "compute_gae",
+    "compute_rewards",
+    "ppo_losses",
+    "train_ppo",
+    "whiten",
+]
