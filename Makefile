@@ -45,8 +45,11 @@ format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format app trainer tests bench
 
-bench: $(VENV)/.installed-test  ## performance figures; see docs/benchmarks.md
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+bench: $(VENV)/.installed-test  ## performance figures (minutes); see docs/benchmarks.md
+	@url=$${PREFLAB_BENCH_POSTGRES_URL:-$$(scripts/throwaway-postgres.sh /tmp/preflab-bench-postgres 54330 | tail -n 1)}; \
+	for script in bench/*.py; do \
+	  echo "== $$script"; PREFLAB_BENCH_POSTGRES_URL=$$url $(BIN)/python $$script || exit 1; \
+	done
 
 bench-env:  ## .venv-bench: the trainer stack plus TRL, for bench/reward_*.py (TRL is never installed in .venv)
 	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
