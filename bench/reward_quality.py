@@ -2,7 +2,9 @@
 
     make bench-env
     .venv-bench/bin/python bench/reward_quality.py [--data ../shared/data/hh-rlhf] [--epochs 1] \\
-        [--max-length 256] [--lr 2e-5] [--batch 8] [--eval-fraction 0.1] [--seed 0]
+        [--max-length 256] [--lr 2e-5] [--batch 8] [--eval-fraction 0.1] [--seed 0] \\
+        [--train-limit N] [--eval-limit N] [--parallel] [--trainers preflab,trl]
+    .venv-bench/bin/python bench/reward_quality.py --trainers preflab-rss [--rss-steps 3]   # memory only
 
 Data: helpful-base-test + harmless-base-test (4,666 transcript pairs) split into the shared dialogue
 (chat messages) and the two final assistant answers with the importer's own parser
@@ -10,25 +12,26 @@ Data: helpful-base-test + harmless-base-test (4,666 transcript pairs) split into
 skipped and counted. One ``trainer.data.PreferencePair`` per line: a prompt id per distinct dialogue, a
 ranking id per pair.
 
-Split: ``trainer.reward_data.split_by_prompt`` (10% of the prompt ids held out, seed 0), the very split our
-trainer makes internally; TRL trains on the same training rankings and both are scored on the same
-held-out pairs.
+Split: ``trainer.reward_data.split_by_prompt`` over all pairs (10% of the prompt ids held out, seed 0),
+made here once; both trainers get exactly its training pairs (ours with ``eval_fraction=0``) and are
+scored on its held-out pairs. ``--train-limit`` / ``--eval-limit`` keep every k-th ranking (both files
+stay represented) when the machine is too slow for the full epoch.
 
 Both trainers: backbone all-MiniLM-L6-v2 (``resolve_backbone("default")``), score head seeded the same,
 1 epoch, AdamW lr 2e-5, weight decay 0, linear warm-up over 10% of the steps then linear decay, gradient
 clipping 1.0, 8 pairs per optimizer step, dropout on, full precision on CPU. Both read the SAME token ids:
 each (prompt, answer) is encoded once by ``trainer.reward_data.encode`` (``role: content`` lines, the
-prompt cut from the left to fit 256 tokens) and TRL receives them pre-tokenised (``chosen_ids`` /
+prompt cut from the left to fit --max-length) and TRL receives them pre-tokenised (``chosen_ids`` /
 ``rejected_ids``), because TRL 1.x would otherwise drop, not truncate, pairs longer than ``max_length``.
 What differs: TRL forwards each pair's chosen and rejected rows in one batch of 2x8 rows (ours: the two
 completions of each of 8 rankings, the same 16 rows for K=2); the data order (each trainer shuffles with
-its own seeded sampler); ours also runs a normalisation pass over the training completions and saves
-``preflab.json`` inside the timed call.
+its own seeded sampler); the AdamW implementation (TRL's default ``adamw_torch_fused``); ours also runs a
+normalisation pass over the training completions and saves ``preflab.json`` inside the timed call.
 
 Accuracy: each saved model scores the held-out (prompt, chosen) and (prompt, rejected) with
-``trainer.reward.score`` (same encoding, max length 256); accuracy = share of pairs with
-r_chosen > r_rejected. Ours also reports its own ``accuracy/eval``. Each trainer runs in its own
-subprocess; its peak RSS is that process's ``ru_maxrss``.
+``trainer.reward.score`` (same encoding, same max length); accuracy = share of pairs with
+r_chosen > r_rejected. Each trainer runs in its own
+subprocess (--parallel: side by side); its peak RSS is that process's ``ru_maxrss``.
 """
 
 from __future__ import annotations
@@ -116,11 +119,75 @@ def peak_rss_mb() -> float:
 # --------------------------------------------------------------------------------------------------
 
 
+def bench_split(args: argparse.Namespace) -> tuple[list[Ranking], list[Ranking]]:
+    """The split by prompt over ALL pairs; with --train-limit N, every k-th training ranking so that about N
+    remain, drawn evenly from both HH files; likewise --eval-limit for the held-out rankings."""
+    pairs, _, _ = load_hh_pairs(args.data, args.limit)
+    split = split_by_prompt(group_rankings(pairs), args.eval_fraction, args.seed)
+    train = split.train
+    if args.train_limit:
+        train = train[:: max(1, len(train) // args.train_limit)][: args.train_limit]
+    held_out = split.eval
+    if args.eval_limit:
+        held_out = held_out[:: max(1, len(held_out) // args.eval_limit)][: args.eval_limit]
+    return train, held_out
+
+
+def as_pairs(rankings: list[Ranking]) -> list[PreferencePair]:
+    """Rankings of two back into PreferencePairs (what our trainer takes)."""
+    return [
+        PreferencePair(
+            r.prompt_id,
+            r.prompt,
+            r.completions[c],
+            r.completions[j],
+            r.completion_ids[c],
+            r.completion_ids[j],
+            r.ranking_id,
+        )
+        for r in rankings
+        for c, j, _ in r.pairs
+    ]
+
+
 def run_ours(args: argparse.Namespace, out_dir: Path) -> dict:
     from trainer.reward import RewardConfig, train_reward_model
 
+    train, held_out = bench_split(args)
+    config = RewardConfig(
+        backbone="default",
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_rankings=args.batch,
+        max_length=args.max_length,
+        eval_fraction=0.0,  # the bench made the split: train on exactly its training pairs
+        seed=args.seed,
+        log_every=20,
+        checkpoint_every=10**9,
+    )
+    start = time.monotonic()
+    result = train_reward_model(
+        config, as_pairs(train), out_dir, on_metrics=lambda m: print(json.dumps(m), flush=True)
+    )
+    seconds = time.monotonic() - start
+    return {
+        "trainer": "preflab",
+        "train_pairs": sum(len(r.pairs) for r in train),
+        "eval_pairs": sum(len(r.pairs) for r in held_out),
+        "steps": result.step,
+        "train_seconds": seconds,
+        "accuracy": pairwise_accuracy(out_dir, held_out_pairs(held_out), args.max_length),
+    }
+
+
+def run_ours_memory(args: argparse.Namespace, out_dir: Path) -> dict:
+    """Peak RSS of our trainer on ALL the pairs (its own split, every completion encoded up front), stopped
+    through ``should_stop`` after --rss-steps optimizer steps: the memory of a full run without the
+    hours of CPU training (the rest of the epoch allocates nothing new; the final normalisation and
+    evaluation are no-grad forwards of one batch at a time)."""
+    from trainer.reward import RewardConfig, train_reward_model
+
     pairs, _, _ = load_hh_pairs(args.data, args.limit)
-    split = split_by_prompt(group_rankings(pairs), args.eval_fraction, args.seed)
     config = RewardConfig(
         backbone="default",
         epochs=args.epochs,
@@ -129,20 +196,25 @@ def run_ours(args: argparse.Namespace, out_dir: Path) -> dict:
         max_length=args.max_length,
         eval_fraction=args.eval_fraction,
         seed=args.seed,
-        log_every=100,
+        log_every=1,
         checkpoint_every=10**9,
     )
+    steps: list[int] = []
     start = time.monotonic()
-    result = train_reward_model(config, pairs, out_dir, on_metrics=lambda m: print(json.dumps(m), flush=True))
-    seconds = time.monotonic() - start
+    result = train_reward_model(
+        config,
+        pairs,
+        out_dir,
+        on_metrics=lambda m: steps.append(m["step"]),
+        should_stop=lambda: len(steps) >= args.rss_steps,
+    )
     return {
-        "trainer": "preflab",
-        "train_pairs": sum(len(r.pairs) for r in split.train),
-        "eval_pairs": sum(len(r.pairs) for r in split.eval),
+        "trainer": "preflab-rss",
+        "train_pairs": len(pairs),
+        "eval_pairs": 0,
         "steps": result.step,
-        "train_seconds": seconds,
-        "own_accuracy": result.metrics["accuracy/eval"],
-        "accuracy": pairwise_accuracy(out_dir, held_out_pairs(split.eval), args.max_length),
+        "train_seconds": time.monotonic() - start,
+        "accuracy": float("nan"),
     }
 
 
@@ -157,12 +229,11 @@ def run_trl(args: argparse.Namespace, out_dir: Path) -> dict:
     from trainer.reward import resolve_backbone
     from trainer.reward_data import encode
 
-    pairs, _, _ = load_hh_pairs(args.data, args.limit)
-    split = split_by_prompt(group_rankings(pairs), args.eval_fraction, args.seed)
+    train_rankings, held_out = bench_split(args)
     backbone = resolve_backbone("default")
     tokenizer = AutoTokenizer.from_pretrained(backbone, local_files_only=True)
     # The same token ids as our trainer reads (role: content rendering, prompt cut from the left).
-    train = held_out_pairs(split.train)
+    train = held_out_pairs(train_rankings)
     rows = {
         "chosen_ids": [encode(tokenizer, p, c, args.max_length) for p, c, _ in train],
         "rejected_ids": [encode(tokenizer, p, r, args.max_length) for p, _, r in train],
@@ -202,11 +273,10 @@ def run_trl(args: argparse.Namespace, out_dir: Path) -> dict:
     return {
         "trainer": "trl",
         "train_pairs": len(train),
-        "eval_pairs": sum(len(r.pairs) for r in split.eval),
+        "eval_pairs": sum(len(r.pairs) for r in held_out),
         "steps": trainer.state.global_step,
         "train_seconds": seconds,
-        "own_accuracy": None,
-        "accuracy": pairwise_accuracy(out_dir, held_out_pairs(split.eval), args.max_length),
+        "accuracy": pairwise_accuracy(out_dir, held_out_pairs(held_out), args.max_length),
     }
 
 
@@ -225,15 +295,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=0, help="about this many pairs only (smoke run)")
-    parser.add_argument("--trainers", default="preflab,trl", help="comma-separated: preflab, trl")
-    parser.add_argument("--child", choices=["preflab", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--train-limit", type=int, default=0, help="train on about N training pairs only")
+    parser.add_argument("--eval-limit", type=int, default=0, help="score about N held-out pairs only")
+    parser.add_argument(
+        "--trainers", default="preflab,trl", help="comma-separated: preflab, trl, preflab-rss"
+    )
+    parser.add_argument("--rss-steps", type=int, default=3, help="optimizer steps of the preflab-rss run")
+    parser.add_argument("--parallel", action="store_true", help="run the trainers at the same time")
+    parser.add_argument("--child", choices=["preflab", "preflab-rss", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="reward-quality-") as tmp:
-        result = (run_ours if args.child == "preflab" else run_trl)(args, Path(tmp))
+        run = {"preflab": run_ours, "preflab-rss": run_ours_memory, "trl": run_trl}[args.child]
+        result = run(args, Path(tmp))
     result["peak_rss_mb"] = peak_rss_mb()
     args.result.write_text(json.dumps(result))
 
@@ -265,20 +342,26 @@ def main() -> None:
         f"lr {args.lr}, {args.batch} pairs/step",
         flush=True,
     )
-    results = []
-    for name in args.trainers.split(","):
-        with tempfile.NamedTemporaryFile(suffix=".json") as out:
-            command = [sys.executable, __file__, *sys.argv[1:], "--child", name, "--result", out.name]
-            subprocess.run(command, check=True, stdout=subprocess.DEVNULL if name == "trl" else None)
-            results.append(json.loads(Path(out.name).read_text()))
-    print(
-        f"{'trainer':<8} {'eval pairs':>10} {'accuracy':>9} {'own acc':>8} {'steps':>6} {'train s':>8} {'peak RSS MB':>12}"
-    )
+    # One subprocess per trainer (its own peak RSS); --parallel runs them side by side.
+    names = args.trainers.split(",")
+    outputs = [Path(tempfile.mkstemp(suffix=".json")[1]) for _ in names]
+    children = []
+    for name, out in zip(names, outputs, strict=True):
+        command = [sys.executable, __file__, *sys.argv[1:], "--child", name, "--result", str(out)]
+        children.append(subprocess.Popen(command, stdout=subprocess.DEVNULL if name == "trl" else None))
+        if not args.parallel:
+            children[-1].wait()
+    if any(proc.wait() for proc in children):
+        sys.exit("a trainer failed")
+    results = [json.loads(out.read_text()) for out in outputs]
+    for out in outputs:
+        out.unlink()
+    header = ("trainer", "train pairs", "eval pairs", "accuracy", "steps", "train s", "peak RSS MB")
+    print("{:<8} {:>11} {:>10} {:>9} {:>6} {:>8} {:>12}".format(*header))
     for r in results:
-        own = f"{r['own_accuracy']:.4f}" if r["own_accuracy"] is not None else "-"
         print(
-            f"{r['trainer']:<8} {r['eval_pairs']:>10} {r['accuracy']:>9.4f} {own:>8} {r['steps']:>6} "
-            f"{r['train_seconds']:>8.1f} {r['peak_rss_mb']:>12.0f}"
+            f"{r['trainer']:<8} {r['train_pairs']:>11} {r['eval_pairs']:>10} {r['accuracy']:>9.4f} "
+            f"{r['steps']:>6} {r['train_seconds']:>8.1f} {r['peak_rss_mb']:>12.0f}"
         )
     if len(results) == 2:
         print(f"accuracy preflab - trl = {results[0]['accuracy'] - results[1]['accuracy']:+.4f}")
