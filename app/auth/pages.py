@@ -153,15 +153,7 @@ def logout(request: Request, _caller: CallerDep, session: SessionDep):
 
 @router.get("/users")
 def users_page(request: Request, caller: CallerDep, _admin: AdminUser, session: SessionDep):
-    return render(
-        request,
-        "users/list.html",
-        caller,
-        users=service.list_users(session),
-        roles=list(Role),
-        new_token=None,
-        form_error=None,
-    )
+    return _users_page(request, caller, session)
 
 
 @router.post("/users")
@@ -178,10 +170,10 @@ def create_user_form(
         data = UserCreate(username=username, password=password or None, role=role)
         service.create_user(session, username=data.username, role=data.role, password=data.password)
     except PrefLabError as error:
-        return _users_page_with_error(request, caller, session, error.message, error.status_code)
+        return _users_page(request, caller, session, form_error=error.message, status_code=error.status_code)
     except ValueError as error:  # pydantic ValidationError
         message = InvalidInput.from_pydantic(error).message
-        return _users_page_with_error(request, caller, session, message, 422)
+        return _users_page(request, caller, session, form_error=message, status_code=422)
     return redirect("/users")
 
 
@@ -192,19 +184,17 @@ def create_token_form(
     user = service.get_user(session, user_id)
     token = service.issue_api_token(session, user=user)
     # Shown once, on this response only; it is never stored in clear.
-    return render(
-        request,
-        "users/list.html",
-        caller,
-        users=service.list_users(session),
-        roles=list(Role),
-        new_token={"username": user.username, "token": token},
-        form_error=None,
-    )
+    return _users_page(request, caller, session, new_token={"username": user.username, "token": token})
 
 
-def _users_page_with_error(
-    request: Request, caller: Caller, session: Session, message: str, status_code: int
+def _users_page(
+    request: Request,
+    caller: Caller,
+    session: Session,
+    *,
+    new_token: dict | None = None,
+    form_error: str | None = None,
+    status_code: int = 200,
 ) -> Response:
     return render(
         request,
@@ -212,7 +202,7 @@ def _users_page_with_error(
         caller,
         users=service.list_users(session),
         roles=list(Role),
-        new_token=None,
-        form_error=message,
+        new_token=new_token,
+        form_error=form_error,
         status_code=status_code,
     )

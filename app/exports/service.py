@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Select, Text, cast, func, select
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, aliased
 
 from app.errors import InvalidInput
@@ -471,8 +470,3 @@ class _Encoder:
     def _bounded(cache: dict) -> None:
         if len(cache) >= CACHE_LIMIT:
             cache.clear()
-
-
-def open_export_connection(engine: Engine) -> Connection:
-    """Exports read in their own transaction: the request's session closes before the body streams."""
-    return engine.connect()

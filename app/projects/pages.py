@@ -6,6 +6,7 @@ the API's schemas (`ProjectCreate`, `ProjectUpdate`) and errors back into the fo
 Forms post and redirect (303); the upload and the instructions preview also answer htmx with fragments.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -571,12 +572,7 @@ def retry_job_form(
     job: ProjectJob,
     session: SessionDep,
 ):
-    try:
-        job_service.retry(session, job=job)
-    except PrefLabError as error:
-        session.rollback()
-        return _jobs_response(request, caller, session, project, error=error)
-    return _after_job_action(request, caller, session, project, notice="job_retried")
+    return _job_action(request, caller, session, project, job_service.retry, job, notice="job_retried")
 
 
 @router.post("/projects/{project_id}/jobs/{job_id}/cancel")
@@ -588,12 +584,26 @@ def cancel_job_form(
     job: ProjectJob,
     session: SessionDep,
 ):
+    return _job_action(request, caller, session, project, job_service.cancel, job, notice="job_cancelled")
+
+
+def _job_action(
+    request: Request,
+    caller: Caller,
+    session: Session,
+    project: Project,
+    action: Callable[..., Job],
+    job: Job,
+    *,
+    notice: str,
+):
+    """Retry or cancel: the service call, then the jobs card (or the refusal, with nothing changed)."""
     try:
-        job_service.cancel(session, job=job)
+        action(session, job=job)
     except PrefLabError as error:
         session.rollback()
         return _jobs_response(request, caller, session, project, error=error)
-    return _after_job_action(request, caller, session, project, notice="job_cancelled")
+    return _after_job_action(request, caller, session, project, notice=notice)
 
 
 def _after_job_action(request: Request, caller: Caller, session: Session, project: Project, *, notice: str):
