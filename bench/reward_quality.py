@@ -346,9 +346,14 @@ def main() -> None:
     names = args.trainers.split(",")
     outputs = [Path(tempfile.mkstemp(suffix=".json")[1]) for _ in names]
     children = []
+    env = dict(os.environ)
+    if args.parallel:
+        # Side by side, each trainer gets its share of the cores (no oversubscription).
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(names)))
     for name, out in zip(names, outputs, strict=True):
         command = [sys.executable, __file__, *sys.argv[1:], "--child", name, "--result", str(out)]
-        children.append(subprocess.Popen(command, stdout=subprocess.DEVNULL if name == "trl" else None))
+        stdout = subprocess.DEVNULL if name == "trl" else None
+        children.append(subprocess.Popen(command, stdout=stdout, env=env))
         if not args.parallel:
             children[-1].wait()
     if any(proc.wait() for proc in children):

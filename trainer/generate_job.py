@@ -26,7 +26,9 @@ class GenerateConfig:
     k: int
     """Completions per prompt (the project's K)."""
     model: str
-    """"default", a local Hugging Face model directory, or a model version's artefact path."""
+    """"default", a local Hugging Face model directory, or "model:<id>" (a registered policy version)."""
+    model_artifact: str | None
+    """For a model version: its directory relative to the artifact store (where the worker loads it)."""
     temperature: float
     top_p: float
     max_new_tokens: int
@@ -41,6 +43,7 @@ class GenerateConfig:
         return cls(
             k=int(job.config["k"]),
             model=str(job.config.get("model", "default")),
+            model_artifact=job.config.get("model_artifact"),
             temperature=float(generation.get("temperature", 0.8)),
             top_p=float(generation.get("top_p", 0.95)),
             max_new_tokens=int(generation.get("max_new_tokens", 128)),
@@ -50,9 +53,10 @@ class GenerateConfig:
 
 
 def run_generate_job(ctx: Any, job: ClaimedJob) -> dict[str, Any]:
-    """`ctx` is the worker: it has `api`, `load_policy(spec)` and `check_stop()`. Returns final metrics."""
+    """`ctx` is the worker: it has `api`, `load_policy(spec, artifact)` and `check_stop()`.
+    Returns final metrics."""
     config = GenerateConfig.from_job(job)
-    policy = ctx.load_policy(config.model)
+    policy = ctx.load_policy(config.model, config.model_artifact)
     added = tokens = 0
     started = time.monotonic()
     total = None

@@ -51,14 +51,29 @@ class Worker:
         if self.stopping.is_set():
             raise ShutdownRequested()
 
-    def load_policy(self, spec: str) -> Any:
-        """Load a generation model once per worker process and keep it for later jobs."""
+    def load_policy(self, spec: str, artifact: str | None = None) -> Any:
+        """Load a generation model once per worker process and keep it for later jobs.
+
+        ``artifact``: a model version's directory relative to the artifact store (``spec`` is then
+        "model:<id>"); otherwise ``spec`` is "default" or a local model directory.
+        """
         from trainer.policy import load_policy, resolve_model_dir
 
         if spec not in self._policies:
             log.info("loading model %s", spec)
-            self._policies[spec] = load_policy(resolve_model_dir(spec, self.cache_dir))
+            directory = self.model_path(artifact) if artifact else resolve_model_dir(spec, self.cache_dir)
+            self._policies[spec] = load_policy(directory)
         return self._policies[spec]
+
+    def model_path(self, artifact: str) -> Path:
+        """A model version's directory in this worker's mount of the artifact store."""
+        path = (self.artifact_dir / artifact).resolve()
+        if not path.is_relative_to(self.artifact_dir.resolve()) or not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"Model artifact {artifact!r} is not in this worker's artifact store ({self.artifact_dir}): "
+                "give the worker the server's PREFLAB_DATA_DIR (or a copy of its artifacts/)."
+            )
+        return path
 
     @staticmethod
     def _handler(kind: str):

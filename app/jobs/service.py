@@ -46,10 +46,12 @@ def queue_generation(session: Session, *, project: Project, created_by_id: int |
     existing = active_job(session, project_id=project.id, kind=JobKind.generate)
     if existing is not None:
         return existing, False
+    from app.models_registry.service import generation_model  # model versions depend on jobs
+
     config = {
         "k": project.completions_per_prompt,
         "generation": dict(project.generation),
-        "model": str(project.generation.get("model", "default")),
+        **generation_model(session, project.generation.get("model", "default")),
     }
     return enqueue(
         session, kind=JobKind.generate, project_id=project.id, config=config, created_by_id=created_by_id

@@ -57,6 +57,33 @@ def register_from_job(session: Session, *, job: Job, artifact: str | None) -> Mo
     return version
 
 
+def policy_version(session: Session, model_id: int) -> ModelVersion:
+    """A registered policy version (422 if the id is unknown or names a reward model)."""
+    version = session.get(ModelVersion, model_id)
+    if version is None or version.kind != ModelKind.policy.value:
+        what = "a reward model" if version is not None else "unknown"
+        raise InvalidInput(
+            f"Model {model_id} is {what}, not a policy version: use 'default', a local model directory, "
+            "or the id of a policy produced by a PPO run (see GET /models?kind=policy).",
+            code="unknown_model",
+            details={"field": "generation.model", "model_id": model_id},
+        )
+    return version
+
+
+def generation_model(session: Session, model: str | int) -> dict[str, str]:
+    """What a generation job needs to know about a project's `generation.model`.
+
+    ``{"model": spec}`` where spec is recorded with every completion ("default", a path, or
+    "model:<id>" for a version), plus ``"model_artifact"`` (the version's path in the artifact store)
+    so that the worker loads it from its own mount of the store.
+    """
+    if isinstance(model, int):
+        version = policy_version(session, model)
+        return {"model": f"model:{version.id}", "model_artifact": version.artifact}
+    return {"model": str(model)}
+
+
 def list_models(
     session: Session, *, project_id: int | None = None, kind: ModelKind | None = None
 ) -> list[ModelVersion]:

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.errors import Conflict, InvalidInput, NotFound
+from app.models_registry.service import policy_version
 from app.projects.models import InstructionVersion, Project
 from app.projects.schemas import GenerationSettings, ProjectCounts, ProjectCreate, ProjectUpdate
 from app.prompts.models import Completion, Prompt
@@ -15,7 +16,7 @@ from app.prompts.models import Completion, Prompt
 
 def create_project(session: Session, *, data: ProjectCreate, author: User | None) -> Project:
     _require_free_name(session, data.name)
-    _require_known_model(data.generation.model)
+    _require_known_model(session, data.generation.model)
     project = Project(
         name=data.name,
         completions_per_prompt=data.completions_per_prompt,
@@ -54,7 +55,7 @@ def update_project(
     if fields.get("flags") is not None:
         project.flags = list(fields["flags"])
     if fields.get("generation") is not None:
-        project.generation = _merged_generation(project.generation, fields["generation"])
+        project.generation = _merged_generation(session, project.generation, fields["generation"])
     new_body = fields.get("instructions_md")
     if new_body is not None and new_body != current_instructions(project).body_md:
         _add_instruction_version(session, project=project, body_md=new_body, author=author)
@@ -142,25 +143,22 @@ def _require_free_name(session: Session, name: str) -> None:
         )
 
 
-def _merged_generation(current: dict, changes: dict) -> dict:
+def _merged_generation(session: Session, current: dict, changes: dict) -> dict:
     try:
         merged = GenerationSettings.model_validate({**current, **changes})
     except ValidationError as exc:
         raise InvalidInput.from_pydantic(exc, prefix="generation") from exc
-    _require_known_model(merged.model)
+    _require_known_model(session, merged.model)
     return merged.model_dump()
 
 
-def _require_known_model(model: str | int) -> None:
-    """`"default"`, a local Hugging Face model directory, or a registered model version id."""
+def _require_known_model(session: Session, model: str | int) -> None:
+    """`"default"`, a local Hugging Face model directory, or a registered policy version id."""
     if model == "default":
         return
     if isinstance(model, int):
-        raise InvalidInput(
-            f"There is no model version with id {model}; train one first or use 'default'.",
-            code="unknown_model",
-            details={"field": "generation.model"},
-        )
+        policy_version(session, model)
+        return
     path = Path(model).expanduser()
     if not (path / "config.json").is_file():
         raise InvalidInput(
