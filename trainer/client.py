@@ -168,9 +168,14 @@ class ApiClient:
 
     def pending_prompts(self, project_id: int, page_size: int = 500) -> Iterator[dict]:
         """Every prompt of the project that still has fewer than K completions."""
+        return self.prompts(project_id, status="pending", page_size=page_size)
+
+    def prompts(self, project_id: int, *, status: str | None = None, page_size: int = 500) -> Iterator[dict]:
+        """The project's prompts (with a status: only those), page by page."""
         cursor = None
         while True:
-            params = {"status": "pending", "limit": page_size, **({"cursor": cursor} if cursor else {})}
+            params = {"limit": page_size, **({"status": status} if status else {})}
+            params |= {"cursor": cursor} if cursor else {}
             page = self.request("GET", f"/projects/{project_id}/prompts", params=params).json()
             yield from page["items"]
             cursor = page["next_cursor"]

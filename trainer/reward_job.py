@@ -10,14 +10,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from trainer.client import ClaimedJob, JobStopped
+from trainer.client import ClaimedJob
 from trainer.data import load_pairs
+from trainer.job_control import StopPoller
 from trainer.reward import RewardConfig, train_reward_model
-
-CANCEL_POLL_SECONDS = 2.0
 
 
 def reward_config(job: ClaimedJob) -> RewardConfig:
@@ -59,16 +57,7 @@ def run_reward_job(ctx: Any, job: ClaimedJob) -> tuple[dict[str, Any], str]:
             "No comparisons match this run's filters: rank some completions first, or relax the filters."
         )
 
-    last_check = {"at": 0.0, "cancelled": False}
-
-    def should_stop() -> bool:
-        if ctx.stopping.is_set():
-            return True
-        now = time.monotonic()
-        if now - last_check["at"] >= CANCEL_POLL_SECONDS:  # cancelled in the browser: stop within seconds
-            last_check["at"] = now
-            last_check["cancelled"] = ctx.api.job_status(job) == "cancelled"
-        return last_check["cancelled"]
+    should_stop = StopPoller(ctx, job)
 
     def report(metrics: dict[str, Any]) -> None:
         epoch = float(metrics.get("epoch", 0.0))
@@ -83,9 +72,7 @@ def run_reward_job(ctx: Any, job: ClaimedJob) -> tuple[dict[str, Any], str]:
         data_source={"project_id": job.project_id, "export_filters": filters, "schema_version": 1},
     )
     if result.stopped:
-        if last_check["cancelled"]:
-            raise JobStopped("cancelled from the browser; checkpoint kept")
-        ctx.check_stop()  # a shutdown: hand the job back; the next claim resumes from the checkpoint
+        should_stop.raise_stop()
     return dict(result.metrics), artifact
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from trainer.client import ApiClient, ApiError, ClaimedJob, JobStopped, ServerUnavailable
 
 log = logging.getLogger("preflab.worker")
-ALL_KINDS = ["generate", "reward"]
+ALL_KINDS = ["generate", "reward", "ppo"]
 
 
 class ShutdownRequested(Exception):
@@ -86,6 +86,10 @@ class Worker:
             from trainer.reward_job import run_reward_job
 
             return run_reward_job
+        if kind == "ppo":
+            from trainer.ppo_job import run_ppo_job
+
+            return run_ppo_job
         raise ValueError(f"this worker cannot run {kind} jobs")
 
     # --- the loop ----------------------------------------------------------------------------------

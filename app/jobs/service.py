@@ -183,10 +183,16 @@ def record_event(
     session.add(JobEvent(job_id=job.id, progress=progress, metrics=metrics, log=log))
     if progress is not None:
         job.progress = progress
-    if metrics:
-        job.metrics = {**job.metrics, **metrics}
+    if figures := _figures(metrics):
+        job.metrics = {**job.metrics, **figures}
     job.lease_expires_at = utcnow() + LEASE
     session.flush()
+
+
+def _figures(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The job keeps the latest value of each scalar metric; structured reports (a PPO run's sample
+    completions, lists or objects) stay on their event, so they never pile up in the job or its model."""
+    return {key: value for key, value in metrics.items() if not isinstance(value, list | dict)}
 
 
 def renew_lease(session: Session, *, job: Job, attempt: int | None = None) -> None:

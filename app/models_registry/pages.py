@@ -1,4 +1,4 @@
-"""Pages: start a reward-model run, watch a training run's curves, list model versions."""
+"""Pages: start a reward-model or PPO run, watch a training run's curves and samples, list model versions."""
 
 from typing import Annotated
 
@@ -13,10 +13,11 @@ from app.jobs import service as jobs
 from app.jobs.charts import metric_chart
 from app.jobs.models import FINISHED
 from app.models_registry import service
-from app.models_registry.schemas import RewardTrainRequest
+from app.models_registry.schemas import PPOTrainRequest, RewardTrainRequest
 from app.projects import service as projects
 from app.projects.dependencies import ProjectDep
 from app.projects.models import Project
+from app.projects.schemas import ProjectUpdate
 from app.web import is_htmx, redirect, render
 
 router = APIRouter(include_in_schema=False)
@@ -58,6 +59,61 @@ def start_reward_run(
     return redirect(f"/jobs/{job.id}")
 
 
+@router.post("/projects/{project_id}/train/ppo")
+def start_ppo_run(
+    request: Request,
+    caller: CallerDep,
+    admin: AdminUser,
+    project: ProjectDep,
+    session: SessionDep,
+    reward_model: Annotated[str, Form()] = "",
+    policy: Annotated[str, Form()] = "default",
+    steps: Annotated[str, Form()] = "20",
+    batch_size: Annotated[str, Form()] = "8",
+    minibatch_size: Annotated[str, Form()] = "4",
+    max_new_tokens: Annotated[str, Form()] = "48",
+    learning_rate: Annotated[str, Form()] = "1e-5",
+    kl_coef: Annotated[str, Form()] = "0.05",
+    target_kl: Annotated[str, Form()] = "6",
+):
+    try:
+        body = PPOTrainRequest(
+            reward_model=reward_model or None,
+            policy=int(policy) if policy.isdigit() else policy,
+            steps=steps,
+            batch_size=batch_size,
+            minibatch_size=minibatch_size,
+            max_new_tokens=max_new_tokens,
+            learning_rate=learning_rate,
+            kl_coef=kl_coef,
+            target_kl=target_kl.strip() or None,  # empty: a fixed beta
+        )
+        job = service.queue_ppo_training(session, project=project, request=body, created_by_id=admin.id)
+    except ValidationError as exc:
+        return _project_with_error(request, caller, session, project, InvalidInput.from_pydantic(exc))
+    except PrefLabError as exc:
+        return _project_with_error(request, caller, session, project, exc)
+    return redirect(f"/jobs/{job.id}")
+
+
+@router.post("/projects/{project_id}/generation-model")
+def use_for_generation(
+    request: Request,
+    caller: CallerDep,
+    admin: AdminUser,
+    project: ProjectDep,
+    session: SessionDep,
+    model_id: Annotated[int, Form()],
+):
+    """Close the loop: the project's next completions come from this policy version."""
+    try:
+        changes = ProjectUpdate(generation={"model": model_id})
+        projects.update_project(session, project=project, changes=changes, author=admin)
+    except PrefLabError as exc:
+        return _project_with_error(request, caller, session, project, exc)
+    return redirect(f"/projects/{project.id}")
+
+
 def _project_with_error(
     request: Request, caller: Caller, session: Session, project: Project, error: PrefLabError
 ) -> Response:
@@ -76,6 +132,8 @@ def run_page(request: Request, caller: CallerDep, _reader: ProjectReader, job_id
         if (chart := metric_chart(title, events, keys)) is not None
     ]
     logs = [e for e in events if e.log][-20:]
+    # A PPO run reports a few sample completions every N steps; the page shows the latest report.
+    samples = next((e.metrics for e in reversed(events) if isinstance(e.metrics.get("samples"), list)), None)
     model = service.get_model(session, job.model_id) if job.model_id else None
     project = projects.get_project(session, job.project_id) if job.project_id else None
     template = "runs/_run_fragment.html" if is_htmx(request) else "runs/page.html"
@@ -86,6 +144,7 @@ def run_page(request: Request, caller: CallerDep, _reader: ProjectReader, job_id
         job=job,
         charts=charts,
         logs=logs,
+        samples=samples,
         model=model,
         project=project,
         active=job.status not in FINISHED,

@@ -9,7 +9,7 @@ from app.dependencies import AdminUser, SessionDep, require_roles
 from app.jobs.schemas import JobCreated
 from app.models_registry import service
 from app.models_registry.models import ModelKind
-from app.models_registry.schemas import ModelOut, RewardTrainRequest
+from app.models_registry.schemas import ModelOut, PPOTrainRequest, RewardTrainRequest
 from app.pagination import Page
 from app.projects.dependencies import ProjectDep
 
@@ -23,6 +23,14 @@ ModelReader = Annotated[User, Depends(require_roles(Role.admin, Role.researcher,
 )
 def train_reward(admin: AdminUser, project: ProjectDep, body: RewardTrainRequest, session: SessionDep):
     job = service.queue_reward_training(session, project=project, request=body, created_by_id=admin.id)
+    return JobCreated(job_id=job.id)
+
+
+@router.post(
+    "/projects/{project_id}/train/ppo", status_code=status.HTTP_202_ACCEPTED, response_model=JobCreated
+)
+def train_ppo(admin: AdminUser, project: ProjectDep, body: PPOTrainRequest, session: SessionDep):
+    job = service.queue_ppo_training(session, project=project, request=body, created_by_id=admin.id)
     return JobCreated(job_id=job.id)
 
 

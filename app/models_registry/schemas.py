@@ -50,3 +50,39 @@ class RewardTrainRequest(BaseModel):
     gradient_checkpointing: bool = False
     seed: int = Field(0, ge=0)
     filters: TrainingFilters = Field(default_factory=TrainingFilters)
+
+
+class PPOTrainRequest(BaseModel):
+    """`POST /projects/{id}/train/ppo`. Defaults suit the bundled 135M policy on a CPU (a few minutes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reward_model: int = Field(description="Id of a registered reward model version")
+    policy: str | int = Field(
+        "default", description='"default" (the bundled policy) or the id of a registered policy version'
+    )
+    steps: int = Field(20, ge=1, le=100_000, description="PPO steps (one rollout batch + its updates each)")
+    batch_size: int = Field(8, ge=1, le=4096, description="Prompts (= completions) per rollout")
+    minibatch_size: int = Field(4, ge=1, le=4096, description="Completions per optimizer step")
+    ppo_epochs: int = Field(4, ge=1, le=64, description="Passes over each rollout")
+    max_new_tokens: int = Field(48, ge=1, le=4096)
+    learning_rate: float = Field(1e-5, gt=0, le=1e-2)
+    kl_coef: float = Field(0.05, ge=0, le=10, description="Initial beta of the per-token KL penalty")
+    target_kl: float | None = Field(
+        6.0, gt=0, le=1000, description="Adaptive beta aims at this KL (nats per completion); null: fixed"
+    )
+    temperature: float | None = Field(
+        None, gt=0, le=2.0, description="Sampling temperature; null: the project's"
+    )
+    top_p: float | None = Field(None, gt=0, le=1.0, description="Nucleus sampling; null: the project's")
+    missing_eos_penalty: float | None = Field(
+        -1.0, ge=-100, le=100, description="Score of completions with no EOS; null: no penalty"
+    )
+    eval_prompts: int = Field(
+        16, ge=0, le=1000, description="Prompts held out (seeded) to evaluate before and after"
+    )
+    target_reward: float | None = Field(None, description="Stop once the mean RM score reaches this")
+    kl_ceiling: float | None = Field(None, gt=0, description="Stop once the mean KL reaches this")
+    sample_every: int = Field(5, ge=0, le=100_000, description="Report sample completions every N steps")
+    checkpoint_every: int = Field(10, ge=1, le=100_000)
+    seed: int = Field(0, ge=0)

@@ -1,5 +1,6 @@
 """Model versions and the training jobs that make them. No HTTP types here."""
 
+import random
 from pathlib import PurePosixPath
 
 from sqlalchemy import select
@@ -11,8 +12,9 @@ from app.exports.service import plan_export
 from app.jobs import service as jobs
 from app.jobs.models import Job, JobKind
 from app.models_registry.models import ModelKind, ModelVersion
-from app.models_registry.schemas import RewardTrainRequest
+from app.models_registry.schemas import PPOTrainRequest, RewardTrainRequest
 from app.projects.models import Project
+from app.prompts.models import Prompt
 
 KIND_OF_JOB = {JobKind.reward.value: ModelKind.reward, JobKind.ppo.value: ModelKind.policy}
 
@@ -30,6 +32,65 @@ def queue_reward_training(
         project_id=project.id,
         config=request.model_dump(mode="json"),
         created_by_id=created_by_id,
+    )
+
+
+def queue_ppo_training(
+    session: Session, *, project: Project, request: PPOTrainRequest, created_by_id: int | None
+) -> Job:
+    """Check the run against the registry and the project now (422), then queue the job.
+
+    The job's config is a snapshot: the request, the project's sampling settings where the request
+    leaves them out, where the reward model and the starting policy live in the artifact store, and the
+    held-out prompts (a seeded sample of the project's labelable prompts, evaluated before and after and
+    never trained on; an evaluation round of the new policy defaults to them).
+    """
+    if request.batch_size % request.minibatch_size:
+        raise InvalidInput(
+            f"minibatch_size ({request.minibatch_size}) must divide batch_size ({request.batch_size}).",
+            details={"field": "minibatch_size"},
+        )
+    reward = session.get(ModelVersion, request.reward_model)
+    if reward is None or reward.kind != ModelKind.reward.value:
+        raise InvalidInput(
+            f"Model {request.reward_model} is not a registered reward model: train one on this project "
+            "first (POST /projects/{id}/train/reward) or pick one from GET /models?kind=reward.",
+            code="unknown_model",
+            details={"field": "reward_model", "model_id": request.reward_model},
+        )
+    if isinstance(request.policy, str) and request.policy != "default":
+        raise InvalidInput(
+            "policy must be 'default' or the id of a registered policy version.",
+            code="unknown_model",
+            details={"field": "policy"},
+        )
+    policy = None if request.policy == "default" else policy_version(session, int(request.policy))
+    prompt_ids = list(
+        session.scalars(
+            select(Prompt.id)
+            .where(Prompt.project_id == project.id, Prompt.for_labeling())
+            .order_by(Prompt.id)
+        )
+    )
+    eval_ids = sorted(
+        random.Random(request.seed).sample(prompt_ids, min(request.eval_prompts, len(prompt_ids) // 2))
+    )
+    if len(prompt_ids) - len(eval_ids) < 1:
+        raise InvalidInput(
+            "This project has no prompts to train on: upload prompts first.",
+            code="no_prompts",
+            details={"field": "project_id"},
+        )
+    config = request.model_dump(mode="json") | {
+        "temperature": request.temperature or float(project.generation.get("temperature", 0.8)),
+        "top_p": request.top_p or float(project.generation.get("top_p", 1.0)),
+        "reward_model_artifact": reward.artifact,
+        "policy_artifact": policy.artifact if policy else None,
+        "base_model": f"model:{policy.id}" if policy else "default",
+        "eval_prompt_ids": eval_ids,
+    }
+    return jobs.enqueue(
+        session, kind=JobKind.ppo, project_id=project.id, config=config, created_by_id=created_by_id
     )
 
 

@@ -24,6 +24,8 @@ from app.jobs import service as job_service
 from app.jobs.models import Job, JobKind, JobStatus
 from app.labeling import service as labeling_service
 from app.labeling.models import Assignment, AssignmentStatus
+from app.models_registry import service as registry
+from app.models_registry.models import ModelKind
 from app.projects import service
 from app.projects.dependencies import ProjectDep
 from app.projects.models import InstructionVersion, Project
@@ -347,6 +349,9 @@ def project_page_context(session: Session, project: Project) -> dict[str, Any]:
         "prompts": _prompt_rows(session, prompts, project),
         "more_prompts": more is not None,
         "upload_result": None,
+        # The PPO form offers the registered reward models and policy versions.
+        "reward_models": registry.list_models(session, kind=ModelKind.reward),
+        "policy_models": registry.list_models(session, kind=ModelKind.policy),
         **jobs_context(session, project, counts=counts),
     }
 

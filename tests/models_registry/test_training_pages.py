@@ -70,3 +70,75 @@ def test_bad_form_and_roles(client, admin, make_account) -> None:
     client.post("/logout", data={"csrf_token": csrf})
     browser_login(client, labeler)
     assert client.get("/models").status_code == 403
+
+
+def test_ppo_from_the_project_page_to_generating_with_the_new_policy(client, admin, make_account) -> None:
+    from tests.labeling.conftest import seed_ready_prompts
+    from tests.models_registry.test_ppo_api import registered_reward_model
+
+    worker = make_account("worker")
+    project = create_project(client, admin)
+    seed_ready_prompts(client, admin, project["id"], n=6, k=4)
+    csrf = browser_login(client, admin)
+    assert "Train a reward model first" in client.get(f"/projects/{project['id']}").text
+    reward_id = registered_reward_model(client, admin, worker, project["id"])
+    detail = client.get(f"/projects/{project['id']}")
+    assert "Run PPO" in detail.text and f'<option value="{reward_id}">' in detail.text
+
+    form = {"csrf_token": csrf, "reward_model": str(reward_id), "policy": "default", "steps": "5"}
+    bad = client.post(f"/projects/{project['id']}/train/ppo", data={**form, "minibatch_size": "3"})
+    assert bad.status_code == 422 and "minibatch_size" in bad.text
+    assert (
+        client.post(
+            f"/projects/{project['id']}/train/ppo", data={k: v for k, v in form.items() if k != "csrf_token"}
+        ).status_code
+        == 403
+    )
+    started = client.post(f"/projects/{project['id']}/train/ppo", data=form, follow_redirects=False)
+    assert started.status_code == 303, started.text
+    run_url = started.headers["location"]
+    job_id = int(run_url.rsplit("/", 1)[1])
+
+    claimed = client.post(
+        "/api/v1/worker/claim", json={"kinds": ["ppo"], "worker": "w"}, headers=worker.headers
+    ).json()
+    assert claimed["id"] == job_id and claimed["config"]["steps"] == 5
+    sample = {
+        "prompt": [{"role": "user", "content": "Say hi"}],
+        "completion": "<script>alert(1)</script> hi",
+        "score": 1.25,
+    }
+    for metrics in (
+        {"step": 1, "reward/score": 0.2, "objective/kl": 0.0},
+        {"step": 2, "reward/score": 0.5, "objective/kl": 0.4},
+        {"step": 2, "samples": [sample]},
+    ):
+        client.post(
+            f"/api/v1/jobs/{job_id}/events",
+            json={"attempt": claimed["attempts"], "metrics": metrics},
+            headers=worker.headers,
+        )
+    fragment = client.get(run_url, headers={"HX-Request": "true"})
+    assert fragment.text.count("<polyline") == 2 and "KL to the reference" in fragment.text
+    assert "Samples at step 2" in fragment.text and "1.250" in fragment.text
+    assert "<script>alert(1)</script>" not in fragment.text and "&lt;script&gt;" in fragment.text
+
+    done = {"attempt": claimed["attempts"], "artifact": f"ppo/job-{job_id}", "metrics": {}}
+    model_id = client.post(f"/api/v1/jobs/{job_id}/complete", json=done, headers=worker.headers).json()[
+        "model_id"
+    ]
+    finished = client.get(run_url)
+    assert "Generate with it in" in finished.text
+    switched = client.post(
+        f"/projects/{project['id']}/generation-model",
+        data={"csrf_token": csrf, "model_id": str(model_id)},
+        follow_redirects=False,
+    )
+    assert switched.status_code == 303
+    project_now = client.get(f"/api/v1/projects/{project['id']}", headers=admin.headers).json()
+    assert project_now["generation"]["model"] == model_id
+    assert "generates with it" in client.get(run_url).text
+    refused = client.post(
+        f"/projects/{project['id']}/generation-model", data={"csrf_token": csrf, "model_id": str(reward_id)}
+    )
+    assert refused.status_code == 422

@@ -1,0 +1,102 @@
+"""The loop closed end to end: a real worker runs a PPO job over HTTP on tiny models built in code, the
+new policy is registered and loads with plain transformers, the project switches to it, and the next
+generate job writes completions with it."""
+
+import shutil
+
+import pytest
+
+pytest.importorskip("torch", reason="the trainer extras (torch, transformers) are not installed")
+
+from tests.conftest import create_project
+from tests.labeling.conftest import seed_ready_prompts
+from tests.models_registry.test_ppo_api import finish_training_job
+from tests.trainer.conftest import save_tiny_model, save_tiny_reward_model
+from trainer.client import ApiClient
+from trainer.worker import Worker
+
+
+def test_ppo_run_then_generate_with_the_new_policy(
+    client, admin, make_account, live_server, tmp_path
+) -> None:
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    worker_account = make_account("worker")
+    artifacts = tmp_path / "worker-data" / "artifacts"  # the store the server and the worker share
+    project = create_project(
+        client,
+        admin,
+        completions_per_prompt=2,
+        rankings_per_prompt=1,
+        generation={"model": "default", "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8},
+    )
+    pid = project["id"]
+    seed_ready_prompts(client, admin, pid, n=8, k=2)
+
+    # A reward model and a starting policy registered as versions (tiny ones, put in the store by hand).
+    reward_job = client.post(f"/api/v1/projects/{pid}/train/reward", json={}, headers=admin.headers).json()
+    shutil.copytree(save_tiny_reward_model(tmp_path / "rm"), artifacts / f"reward/job-{reward_job['job_id']}")
+    reward_id = finish_training_job(client, worker_account, "reward", reward_job["job_id"])["model_id"]
+    seed_job = client.post(
+        f"/api/v1/projects/{pid}/train/ppo", json={"reward_model": reward_id}, headers=admin.headers
+    ).json()
+    start_dir = save_tiny_model(artifacts / f"ppo/job-{seed_job['job_id']}")
+    start_id = finish_training_job(client, worker_account, "ppo", seed_job["job_id"])["model_id"]
+
+    run = {
+        "reward_model": reward_id,
+        "policy": start_id,
+        "steps": 3,
+        "batch_size": 4,
+        "minibatch_size": 2,
+        "ppo_epochs": 2,
+        "max_new_tokens": 6,
+        "learning_rate": 1e-3,
+        "eval_prompts": 2,
+        "sample_every": 1,
+    }
+    job_id = client.post(f"/api/v1/projects/{pid}/train/ppo", json=run, headers=admin.headers).json()[
+        "job_id"
+    ]
+    worker = Worker(
+        ApiClient(live_server, worker_account.token),
+        name="e2e",
+        kinds=["ppo", "generate"],
+        data_dir=tmp_path / "worker-data",
+        poll_seconds=0.1,
+    )
+    worker.run(once=True)
+
+    job = client.get(f"/api/v1/jobs/{job_id}", headers=admin.headers).json()
+    assert job["status"] == "succeeded", job["error"]
+    assert job["metrics"]["step"] == 3 and job["metrics"]["stop_reason"] == "steps"
+    model = client.get(f"/api/v1/models/{job['model_id']}", headers=admin.headers).json()
+    assert model["kind"] == "policy" and model["base_model"] == f"model:{start_id}"
+    for key in ("eval/reward_before", "eval/reward_after", "eval/kl_after", "reward/score", "objective/kl"):
+        assert isinstance(model["metrics"][key], float), key
+    series = client.get(f"/api/v1/jobs/{job_id}/metrics", headers=admin.headers).json()["items"]
+    assert [e["metrics"]["step"] for e in series if "reward/score" in e["metrics"]] == [1, 2, 3]
+    assert any(e["metrics"].get("samples") for e in series)
+    page = client.get(f"/jobs/{job_id}", headers=admin.headers)
+    assert "Samples at step" in page.text and "KL to the reference" in page.text
+
+    # The new policy loads with plain transformers, and its weights moved away from the start.
+    new_dir = artifacts / model["artifact"]
+    AutoModelForCausalLM.from_pretrained(new_dir)
+    before, after = load_file(start_dir / "model.safetensors"), load_file(new_dir / "model.safetensors")
+    assert any(not torch.equal(before[name], after[name]) for name in before)
+
+    # Close the loop: the project generates with the new version; its completions say so.
+    client.patch(
+        f"/api/v1/projects/{pid}", json={"generation": {"model": model["id"]}}, headers=admin.headers
+    )
+    headers = {**admin.headers, "Content-Type": "application/x-ndjson"}
+    client.post(f"/api/v1/projects/{pid}/prompts", content=b'{"prompt": "round two"}\n', headers=headers)
+    generate = client.post(f"/api/v1/projects/{pid}/generate", headers=admin.headers).json()["job_id"]
+    worker.run(once=True)
+    assert client.get(f"/api/v1/jobs/{generate}", headers=admin.headers).json()["status"] == "succeeded"
+    listed = client.get(f"/api/v1/projects/{pid}/prompts", params={"limit": 100}, headers=admin.headers)
+    (fresh,) = [p for p in listed.json()["items"] if p["messages"][-1]["content"] == "round two"]
+    assert [c["model"] for c in fresh["completions"]] == [f"model:{model['id']}"] * 2
