@@ -16,6 +16,8 @@ from app.auth import pages as auth_pages
 from app.auth import router as auth_api
 from app.db import make_engine, make_session_factory
 from app.errors import InvalidInput, NotAuthenticated, PrefLabError, ServiceUnavailable
+from app.evaluations import pages as evaluation_pages
+from app.evaluations import router as evaluation_api
 from app.exports import pages as export_pages
 from app.exports import router as export_api
 from app.imports import router as import_api
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         import_api.router,
         agreement_api.router,
         models_api.router,
+        evaluation_api.router,
     ]
     for api in apis:
         app.include_router(api, prefix=API_PREFIX)
@@ -67,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         agreement_pages.router,
         export_pages.router,
         models_pages.router,
+        evaluation_pages.router,
     ]
     for pages in pages_routers:
         app.include_router(pages)

@@ -2,6 +2,7 @@
 
 from app.auth.models import ApiToken, LoginFailure, User, WebSession
 from app.db import Base
+from app.evaluations.models import EvaluationRound
 from app.jobs.models import Job, JobEvent
 from app.labeling.models import Assignment, Comparison, Ranking
 from app.models_registry.models import ModelVersion
@@ -14,6 +15,7 @@ __all__ = [
     "Base",
     "Comparison",
     "Completion",
+    "EvaluationRound",
     "InstructionVersion",
     "Job",
     "JobEvent",

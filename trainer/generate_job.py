@@ -4,6 +4,9 @@ Reads the pending prompts over the API, generates the missing completions in bat
 per `generate` call, K samples each), and posts them back. The server keeps at most K per prompt and
 drops texts equal to one the prompt already has; such prompts stay pending and the next pass draws
 again with a new seed.
+
+An evaluation round's job names two models (`models`) and K = 2: each prompt gets one completion from
+each, and every completion says which model wrote it (see docs/evaluations.md).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from trainer.client import ClaimedJob
@@ -36,6 +40,9 @@ class GenerateConfig:
     """Base seed; each completion's own seed is derived from it and recorded with the completion."""
     batch_size: int = 8
     """Prompts per `generate` call (each expands to K rows)."""
+    models: list[dict[str, str]] | None = None
+    """An evaluation round's models, ``[{"model": spec, "model_artifact"?: path}, ...]``: one completion
+    per model per prompt, each posted with its model. None for the usual one-model job."""
 
     @classmethod
     def from_job(cls, job: ClaimedJob) -> GenerateConfig:
@@ -49,6 +56,7 @@ class GenerateConfig:
             max_new_tokens=int(generation.get("max_new_tokens", 128)),
             seed=int(job.config.get("seed", job.id)),
             batch_size=int(job.config.get("batch_size", 8)),
+            models=job.config.get("models"),
         )
 
 
@@ -56,7 +64,11 @@ def run_generate_job(ctx: Any, job: ClaimedJob) -> dict[str, Any]:
     """`ctx` is the worker: it has `api`, `load_policy(spec, artifact)` and `check_stop()`.
     Returns final metrics."""
     config = GenerateConfig.from_job(job)
-    policy = ctx.load_policy(config.model, config.model_artifact)
+    if config.models:
+        policies = {m["model"]: ctx.load_policy(m["model"], m.get("model_artifact")) for m in config.models}
+        generate = partial(_generate_batch_per_model, policies)
+    else:
+        generate = partial(_generate_batch, ctx.load_policy(config.model, config.model_artifact))
     added = tokens = 0
     started = time.monotonic()
     total = None
@@ -68,9 +80,7 @@ def run_generate_job(ctx: Any, job: ClaimedJob) -> dict[str, Any]:
         for start in range(0, len(pending), config.batch_size):
             ctx.check_stop()
             batch = pending[start : start + config.batch_size]
-            items, batch_tokens = _generate_batch(
-                policy, batch, config, seed=config.seed + 1_000_003 * pass_number
-            )
+            items, batch_tokens = generate(batch, config, seed=config.seed + 1_000_003 * pass_number)
             result = ctx.api.store_completions(job, items)
             added += result["added"]
             tokens += batch_tokens
@@ -123,3 +133,35 @@ def _generate_batch(
                 }
             )
     return items, tokens
+
+
+def _generate_batch_per_model(
+    policies: dict[str, Any], prompts: list[dict], config: GenerateConfig, seed: int
+) -> tuple[list[dict], int]:
+    """One completion from each model for every prompt that lacks that model's; each names its model."""
+    completions: dict[int, list[dict]] = defaultdict(list)
+    tokens = 0
+    for spec, policy in policies.items():
+        group = [p for p in prompts if all(c.get("model") != spec for c in p["completions"])]
+        if not group:
+            continue
+        results = generate_completions(
+            policy,
+            [p["messages"] for p in group],
+            k=1,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_new_tokens=config.max_new_tokens,
+            seed=seed,
+        )
+        for prompt, (generated,) in zip(group, results, strict=True):
+            tokens += generated.num_tokens
+            completions[prompt["id"]].append(
+                {
+                    "text": generated.text,
+                    "seed": generated.seed,
+                    "finished": generated.finished,
+                    "model": spec,
+                }
+            )
+    return [{"prompt_id": pid, "completions": items} for pid, items in completions.items()], tokens

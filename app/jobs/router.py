@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Response, status
 from app.auth.models import Role, User
 from app.dependencies import AdminUser, SessionDep, WorkerUser, require_roles
 from app.errors import InvalidInput
+from app.evaluations import service as evaluations
 from app.jobs import service
 from app.jobs.models import JobKind
 from app.jobs.schemas import (
@@ -131,11 +132,14 @@ def store_completions(_worker: WorkerUser, job_id: int, body: GeneratedBatch, se
     if job.kind != JobKind.generate.value or job.project_id is None:
         raise InvalidInput(f"Job {job.id} is a {job.kind} job, not a generate job.", code="wrong_job_kind")
     service.renew_lease(session, job=job, attempt=body.attempt)
+    evaluations.require_two_model_job(session, project_id=job.project_id, job=job)
     project = session.get(Project, job.project_id)
+    models = job.config.get("models")  # an evaluation round's job: one completion per model
     return prompt_service.add_generated_completions(
         session,
         project=project,
         items=body.items,
         model=job.config.get("model", "default"),
         settings={key: value for key, value in job.config.get("generation", {}).items() if key != "model"},
+        models=[entry["model"] for entry in models] if models else None,
     )

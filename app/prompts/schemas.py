@@ -84,6 +84,9 @@ class GeneratedCompletion(BaseModel):
     text: str = Field(min_length=1, max_length=200_000)
     seed: int | None = None
     finished: bool | None = Field(None, description="Whether the model ended the text itself (EOS)")
+    model: str | None = Field(
+        None, max_length=500, description="Which of a two-model job's `models` wrote it (evaluation rounds)"
+    )
 
 
 class GeneratedForPrompt(BaseModel):

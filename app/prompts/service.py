@@ -1,5 +1,7 @@
 """Reading prompts and their completions. Uploads live in `importer.py`."""
 
+import random
+
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -10,6 +12,7 @@ from app.prompts.models import Completion, Prompt
 from app.prompts.schemas import CompletionOut, GeneratedForPrompt, GeneratedResult, PromptOut, PromptStatus
 
 MAX_PAGE = 500
+_shuffler = random.SystemRandom()
 
 
 def prompt_status(prompt: Prompt, project: Project, rankings: int) -> PromptStatus:
@@ -108,9 +111,20 @@ def count_pending(session: Session, *, project: Project) -> int:
 
 
 def add_generated_completions(
-    session: Session, *, project: Project, items: list[GeneratedForPrompt], model: str, settings: dict
+    session: Session,
+    *,
+    project: Project,
+    items: list[GeneratedForPrompt],
+    model: str,
+    settings: dict,
+    models: list[str] | None = None,
 ) -> GeneratedResult:
-    """Store a worker's completions, never more than K per prompt and never two equal texts."""
+    """Store a worker's completions, never more than K per prompt and never two equal texts.
+
+    `models`: a job that generates with several models (an evaluation round) names them; each completion
+    must then say which of them wrote it, a prompt gets at most one completion per model, and a prompt's
+    completions are stored in random order, so their ids do not tell which model wrote which.
+    """
     prompt_ids = [item.prompt_id for item in items]
     prompts = {
         p.id: p
@@ -124,15 +138,20 @@ def add_generated_completions(
             f"Prompts {foreign} are not prompts of project {project.id}.",
             details={"field": "items", "prompt_ids": foreign},
         )
+    _require_job_models(items, model=model, models=models)
     added = duplicates = surplus = 0
     for item in items:
         prompt = prompts[item.prompt_id]
         seen = {c.text.strip() for c in prompt.completions}
         room = project.completions_per_prompt - len(prompt.completions)
-        for generated in item.completions:
+        written = {c.model for c in prompt.completions}
+        completions = list(item.completions)
+        if models:
+            _shuffler.shuffle(completions)
+        for generated in completions:
             if generated.text.strip() in seen:
                 duplicates += 1
-            elif room <= 0:
+            elif room <= 0 or (models and generated.model in written):
                 surplus += 1
             else:
                 session.add(
@@ -140,12 +159,13 @@ def add_generated_completions(
                         prompt_id=prompt.id,
                         text=generated.text,
                         origin="generated",
-                        model=model,
+                        model=generated.model or model,
                         generation_settings={**settings, "finished": generated.finished},
                         seed=generated.seed,
                     )
                 )
                 seen.add(generated.text.strip())
+                written.add(generated.model)
                 room -= 1
                 added += 1
     session.flush()
@@ -155,3 +175,21 @@ def add_generated_completions(
         surplus=surplus,
         prompts_remaining=count_pending(session, project=project),
     )
+
+
+def _require_job_models(items: list[GeneratedForPrompt], *, model: str, models: list[str] | None) -> None:
+    """A completion's `model` must be one of the job's models; a several-model job must name it."""
+    allowed = set(models) if models else {model}
+    for item in items:
+        for generated in item.completions:
+            if generated.model is None and models:
+                problem = f"this job generates with {sorted(allowed)}: each completion must name its model"
+            elif generated.model is not None and generated.model not in allowed:
+                problem = f"'{generated.model}' is not a model of this job ({sorted(allowed)})"
+            else:
+                continue
+            raise InvalidInput(
+                f"items: prompt {item.prompt_id}: {problem}.",
+                code="unknown_completion_model",
+                details={"field": "items.completions.model", "prompt_id": item.prompt_id},
+            )
