@@ -27,6 +27,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,6 +133,14 @@ class PPOConfig:
     """Stop once the batch's mean KL to the reference is >= this (nats per completion)."""
     eval_batch_size: int = 16
     """Prompts per generate call during evaluation."""
+    lora_r: int = 0
+    """LoRA rank for the policy (peft); 0 trains every weight. With LoRA the reference is the policy with
+    its adapters switched off (no second copy in memory), and the saved policy has them merged in."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (the update is scaled by ``lora_alpha / lora_r``)."""
+    lora_target_modules: str = "all-linear"
+    """Which layers get adapters: peft's ``"all-linear"`` (every linear layer but the output head) or a
+    comma-separated list of module names (``"q_proj,v_proj"``)."""
 
 
 @dataclass
@@ -300,6 +309,23 @@ def build_value_model(policy_dir: Path, reward_dir: Path, policy_tokenizer, rewa
     return ValueModel(backbone, head)
 
 
+def add_lora(policy: nn.Module, config: PPOConfig) -> nn.Module:
+    """Wrap the policy with LoRA adapters (peft): only they train. Imported here: peft is optional."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:
+        raise ImportError("lora_r > 0 needs peft: pip install peft (or preflab[trainer])") from exc
+    targets = config.lora_target_modules
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=0.0,  # [Huang §2: dropout off]
+        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(policy, lora)
+
+
 def disable_dropout(model: nn.Module) -> None:
     """[Huang §2: dropout off] so that logprobs of the rollout and of the update agree."""
     for module in model.modules():
@@ -457,12 +483,18 @@ def train_ppo(
     reward_dir = Path(config.reward_model).resolve()
     loaded = load_policy(policy_dir, device="cpu", dtype=torch.float32)
     tokenizer, stop_ids, policy = loaded.tokenizer, loaded.stop_token_ids, loaded.model
-    reference = AutoModelForCausalLM.from_pretrained(policy_dir, local_files_only=True, dtype=torch.float32)
-    reference.to(device).eval().requires_grad_(False)
+    if config.lora_r:
+        policy, reference = add_lora(policy, config), None  # the reference: adapters switched off
+    else:
+        reference = AutoModelForCausalLM.from_pretrained(
+            policy_dir, local_files_only=True, dtype=torch.float32
+        )
+        reference.to(device).eval().requires_grad_(False)
     scorer = RewardScorer(reward_dir, device, config.reward_max_length)
     value_model = build_value_model(policy_dir, reward_dir, tokenizer, scorer.tokenizer)
     for model in (policy, reference, value_model):
-        disable_dropout(model)
+        if model is not None:
+            disable_dropout(model)
 
     # 2. prompts rendered with the policy's chat template; too long ones dropped
     def render(chats: Sequence[Chat]) -> list[tuple[Chat, list[int]]]:
@@ -484,10 +516,24 @@ def train_ppo(
         raise ValueError("no prompts to train on")
 
     # 3. one Adam over policy and value model [Huang §10: Adam eps 1e-5], prepared by accelerate
-    optimizer = torch.optim.Adam(
-        [*policy.parameters(), *value_model.parameters()], lr=config.learning_rate, eps=1e-5
-    )
+    trained = [p for p in (*policy.parameters(), *value_model.parameters()) if p.requires_grad]
+    optimizer = torch.optim.Adam(trained, lr=config.learning_rate, eps=1e-5)
     policy, value_model, optimizer = accelerator.prepare(policy, value_model, optimizer)
+
+    @contextmanager
+    def as_reference():
+        """The frozen starting policy: its own copy, or (LoRA) the policy with its adapters switched off."""
+        if reference is not None:
+            yield reference
+            return
+        peft_policy = accelerator.unwrap_model(policy)
+        with peft_policy.disable_adapter():
+            yield peft_policy
+
+    def reference_logprobs(input_ids, attention_mask, response) -> torch.Tensor:
+        with as_reference() as ref:
+            return forward_logprobs(ref, input_ids, attention_mask, response, config.temperature)[0]
+
     kl_ctl = (
         AdaptiveKLController(config.kl_coef, config.target_kl, config.kl_horizon)
         if config.target_kl is not None
@@ -500,10 +546,13 @@ def train_ppo(
     def save_checkpoint() -> None:
         _save_checkpoint(accelerator, out_dir / CHECKPOINT_DIR, config, step, kl_ctl.value)
 
-    def generate_and_score(model, batch: Sequence[tuple[Chat, list[int]]]) -> tuple[Rollout, torch.Tensor]:
-        rollout = sample(
+    def generate(model, batch: Sequence[tuple[Chat, list[int]]]) -> Rollout:
+        return sample(
             accelerator.unwrap_model(model), tokenizer, stop_ids, [ids for _, ids in batch], config, device
         )
+
+    def generate_and_score(model, batch: Sequence[tuple[Chat, list[int]]]) -> tuple[Rollout, torch.Tensor]:
+        rollout = generate(model, batch)
         raw_scores = scorer([chat for chat, _ in batch], rollout.texts)  # (B,)
         return rollout, raw_scores
 
@@ -511,9 +560,8 @@ def train_ppo(
     eval_metrics: dict[str, float] = {}
     if eval_set:
         set_seed(config.seed + 1_000_003)
-        eval_metrics["eval/reward_before"] = _evaluate(
-            generate_and_score, reference, reference, eval_set, config
-        )[0]
+        with as_reference() as ref:
+            eval_metrics["eval/reward_before"] = _evaluate(generate_and_score, ref, None, eval_set, config)[0]
         emit({"step": step, **eval_metrics})
 
     metrics: dict[str, float] = {}
@@ -534,7 +582,9 @@ def train_ppo(
         # 2. sample one completion per prompt and score it with the reward model
         policy.eval()
         value_model.eval()
-        rollout, raw_scores = generate_and_score(policy, batch)  # raw_scores (B,)
+        rollout = generate(policy, batch)
+        generated = time.monotonic()
+        raw_scores = scorer([chat for chat, _ in batch], rollout.texts)  # (B,)
         input_ids, attention_mask = rollout.input_ids, rollout.attention_mask  # (B, P + R)
         mask = rollout.response_mask.float()  # (B, R)
         length = rollout.response.shape[1]
@@ -544,9 +594,7 @@ def train_ppo(
             logprobs, entropy = forward_logprobs(
                 policy, input_ids, attention_mask, rollout.response, config.temperature
             )
-            ref_logprobs, _ = forward_logprobs(
-                reference, input_ids, attention_mask, rollout.response, config.temperature
-            )
+            ref_logprobs = reference_logprobs(input_ids, attention_mask, rollout.response)
             values = forward_values(value_model, input_ids, attention_mask, length) * mask  # (B, R)
         logprobs, ref_logprobs = logprobs * mask, ref_logprobs * mask  # (B, R)
 
@@ -559,6 +607,7 @@ def train_ppo(
         # 5. advantages and returns; advantages whitened [Huang §12: advantage normalisation]
         advantages, returns = compute_gae(rewards, values, mask, config.gamma, config.lam)  # (B, R)
         advantages = whiten(advantages, mask)
+        scored = time.monotonic()
 
         # 6. PPO epochs over shuffled minibatches
         policy.train()
@@ -587,11 +636,10 @@ def train_ppo(
                 loss = pg_loss + config.vf_coef * vf_loss
                 optimizer.zero_grad()
                 accelerator.backward(loss)
-                accelerator.clip_grad_norm_(
-                    [*policy.parameters(), *value_model.parameters()], config.max_grad_norm
-                )
+                accelerator.clip_grad_norm_(trained, config.max_grad_norm)
                 optimizer.step()
                 stats += torch.tensor([pg_loss.item(), vf_loss.item(), clipfrac.item(), 1.0])
+        updated = time.monotonic()
 
         # 7. adaptive KL: beta toward target_kl [Ziegler et al. 2019]; metrics
         mean_kl = kl.sum(dim=1).mean().item()  # nats per completion
@@ -612,6 +660,11 @@ def train_ppo(
             "beta": beta_used,
             "response/length": mask.sum(dim=1).mean().item(),
             "tokens_per_second": mask.sum().item() / max(elapsed, 1e-9),
+            # wall seconds of the step's phases: 2. sampling; RM + 3.-5. forwards, rewards, GAE; 6. PPO epochs
+            # (on a GPU, kernels still queued at a boundary are counted in the next phase)
+            "time/generation": generated - started,
+            "time/scoring": scored - generated,
+            "time/update": updated - scored,
         }
         if step % config.log_every == 0 or step == config.steps:
             emit(dict(metrics))
@@ -638,13 +691,15 @@ def train_ppo(
     policy.eval()
     if eval_set:
         set_seed(config.seed + 1_000_003)
-        reward_after, kl_after = _evaluate(generate_and_score, policy, reference, eval_set, config)
+        reward_after, kl_after = _evaluate(generate_and_score, policy, reference_logprobs, eval_set, config)
         eval_metrics |= {"eval/reward_after": reward_after, "eval/kl_after": kl_after}
         emit({"step": step, **eval_metrics})
     save_checkpoint()  # a re-run with more steps continues from here
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(policy)
+        if config.lora_r:  # adapters merged in: a plain causal LM that transformers and vLLM load as is
+            unwrapped = unwrapped.merge_and_unload()
         unwrapped.save_pretrained(out_dir, safe_serialization=True)
         tokenizer.save_pretrained(out_dir)
         record = {
@@ -667,15 +722,18 @@ def train_ppo(
 
 
 @torch.no_grad()
-def _evaluate(generate_and_score, model, reference, eval_set, config: PPOConfig) -> tuple[float, float]:
-    """Mean RM score (raw, no EOS penalty) and mean KL to the reference (nats per completion)."""
+def _evaluate(
+    generate_and_score, model, reference_logprobs, eval_set, config: PPOConfig
+) -> tuple[float, float]:
+    """Mean RM score (raw, no EOS penalty) and mean KL to the reference (nats per completion);
+    ``reference_logprobs`` None: ``model`` is the reference (KL 0)."""
     scores, kls = [], []
     for start in range(0, len(eval_set), config.eval_batch_size):
         batch = eval_set[start : start + config.eval_batch_size]
         rollout, raw_scores = generate_and_score(model, batch)
         ids, attn, mask = rollout.input_ids, rollout.attention_mask, rollout.response_mask.float()
         logp, _ = forward_logprobs(model, ids, attn, rollout.response, config.temperature)
-        ref_logp, _ = forward_logprobs(reference, ids, attn, rollout.response, config.temperature)
+        ref_logp = reference_logprobs(ids, attn, rollout.response) if reference_logprobs else logp
         scores.extend(raw_scores.tolist())
         kls.extend(((logp - ref_logp) * mask).sum(dim=1).tolist())
     return sum(scores) / len(scores), sum(kls) / len(kls)

@@ -40,6 +40,7 @@ def ppo_config(ctx: Any, job: ClaimedJob) -> PPOConfig:
         seed=int(c["seed"]),
         sample_every=int(c["sample_every"]),
         checkpoint_every=int(c["checkpoint_every"]),
+        lora_r=int(c.get("lora_r", 0)),
         **optional,
     )
 

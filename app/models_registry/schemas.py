@@ -83,6 +83,13 @@ class PPOTrainRequest(BaseModel):
     )
     target_reward: float | None = Field(None, description="Stop once the mean RM score reaches this")
     kl_ceiling: float | None = Field(None, gt=0, description="Stop once the mean KL reaches this")
+    lora_r: int = Field(
+        0,
+        ge=0,
+        le=1024,
+        description="LoRA rank for the policy (0: train every weight; the reference is "
+        "then the policy with its adapters off)",
+    )
     sample_every: int = Field(5, ge=0, le=100_000, description="Report sample completions every N steps")
     checkpoint_every: int = Field(10, ge=1, le=100_000)
     seed: int = Field(0, ge=0)

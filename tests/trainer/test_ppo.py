@@ -232,3 +232,31 @@ def test_value_model_starts_from_a_compatible_reward_model(tiny_model_dir, tiny_
     bert_tokenizer = AutoTokenizer.from_pretrained(tiny_reward_model_dir, local_files_only=True)
     fallback = build_value_model(tiny_model_dir, tiny_reward_model_dir, tokenizer, bert_tokenizer)
     assert torch.count_nonzero(fallback.head.weight) == 0
+
+
+def test_lora_trains_adapters_only_and_saves_a_merged_policy(tiny_model_dir, tiny_reward_model_dir, tmp_path):
+    pytest.importorskip("peft", reason="LoRA needs peft (in the trainer extras)")
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    events: list[dict] = []
+    out = tmp_path / "ppo-lora"
+    config = small_config(tiny_model_dir, tiny_reward_model_dir, lora_r=4, lora_alpha=8, learning_rate=1e-2)
+    result = train_ppo(config, PROMPTS, out, on_metrics=events.append, eval_prompts=PROMPTS[:2])
+    assert result.step == 2 and not result.stopped
+    steps = [e for e in events if "loss/policy" in e]
+    # the reference is the policy with adapters off: identical to the start, so the first KL is 0
+    assert steps[0]["objective/kl"] == pytest.approx(0.0, abs=1e-5)
+    assert result.metrics["eval/kl_after"] != 0.0
+
+    # saved merged: plain transformers loads it, no adapter weights, and the weights moved
+    saved = load_file(out / "model.safetensors")
+    assert not any("lora" in name for name in saved)
+    start = load_file(tiny_model_dir / "model.safetensors")
+    assert saved.keys() == start.keys()
+    assert any(not torch.equal(saved[name], start[name]) for name in start)
+    AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
+    # only linear layers got adapters: the embeddings and norms did not move
+    assert torch.equal(saved["model.embed_tokens.weight"], start["model.embed_tokens.weight"])
+    assert all(torch.equal(saved[n], start[n]) for n in start if "norm" in n)
+    assert json.loads((out / "preflab.json").read_text())["config"]["lora_r"] == 4
