@@ -16,15 +16,9 @@ from trainer.client import ApiClient
 from trainer.worker import Worker
 
 
-def test_ppo_run_then_generate_with_the_new_policy(
-    client, admin, make_account, live_server, tmp_path
-) -> None:
-    import torch
-    from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
-
-    worker_account = make_account("worker")
-    artifacts = tmp_path / "worker-data" / "artifacts"  # the store the server and the worker share
+def _registered_models(client, admin, worker_account, tmp_path, artifacts) -> tuple[dict, int, int, object]:
+    """A project with prompts, and a tiny reward model and a tiny starting policy registered as versions
+    (put in the artifact store by hand, as a worker would)."""
     project = create_project(
         client,
         admin,
@@ -34,8 +28,6 @@ def test_ppo_run_then_generate_with_the_new_policy(
     )
     pid = project["id"]
     seed_ready_prompts(client, admin, pid, n=8, k=2)
-
-    # A reward model and a starting policy registered as versions (tiny ones, put in the store by hand).
     reward_job = client.post(f"/api/v1/projects/{pid}/train/reward", json={}, headers=admin.headers).json()
     shutil.copytree(save_tiny_reward_model(tmp_path / "rm"), artifacts / f"reward/job-{reward_job['job_id']}")
     reward_id = finish_training_job(client, worker_account, "reward", reward_job["job_id"])["model_id"]
@@ -44,7 +36,22 @@ def test_ppo_run_then_generate_with_the_new_policy(
     ).json()
     start_dir = save_tiny_model(artifacts / f"ppo/job-{seed_job['job_id']}")
     start_id = finish_training_job(client, worker_account, "ppo", seed_job["job_id"])["model_id"]
+    return project, reward_id, start_id, start_dir
 
+
+def test_ppo_run_then_generate_with_the_new_policy(
+    client, admin, make_account, live_server, tmp_path
+) -> None:
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    worker_account = make_account("worker")
+    artifacts = tmp_path / "worker-data" / "artifacts"  # the store the server and the worker share
+    project, reward_id, start_id, start_dir = _registered_models(
+        client, admin, worker_account, tmp_path, artifacts
+    )
+    pid = project["id"]
     run = {
         "reward_model": reward_id,
         "policy": start_id,
@@ -100,3 +107,69 @@ def test_ppo_run_then_generate_with_the_new_policy(
     listed = client.get(f"/api/v1/projects/{pid}/prompts", params={"limit": 100}, headers=admin.headers)
     (fresh,) = [p for p in listed.json()["items"] if p["messages"][-1]["content"] == "round two"]
     assert [c["model"] for c in fresh["completions"]] == [f"model:{model['id']}"] * 2
+
+
+def test_stopped_ppo_worker_hands_back_the_next_resumes_and_cancel_stops_it(
+    client, admin, make_account, live_server, tmp_path
+) -> None:
+    import threading
+    import time
+
+    worker_account = make_account("worker")
+    data_dir = tmp_path / "shared-data"  # both workers see the same artifact store
+    project, reward_id, start_id, _ = _registered_models(
+        client, admin, worker_account, tmp_path, data_dir / "artifacts"
+    )
+    run = {
+        "reward_model": reward_id,
+        "policy": start_id,
+        "steps": 500,
+        "batch_size": 2,
+        "minibatch_size": 2,
+        "ppo_epochs": 1,
+        "max_new_tokens": 4,
+        "eval_prompts": 0,
+        "checkpoint_every": 1000,  # only the stop itself saves a checkpoint
+    }
+    job_id = client.post(
+        f"/api/v1/projects/{project['id']}/train/ppo", json=run, headers=admin.headers
+    ).json()["job_id"]
+
+    def steps() -> list[int]:
+        series = client.get(f"/api/v1/jobs/{job_id}/metrics", headers=admin.headers).json()["items"]
+        return [e["metrics"]["step"] for e in series if "reward/score" in e["metrics"]]
+
+    def start(name: str) -> tuple[Worker, threading.Thread]:
+        worker = Worker(
+            ApiClient(live_server, worker_account.token),
+            name=name,
+            kinds=["ppo"],
+            data_dir=data_dir,
+            poll_seconds=0.1,
+        )
+        thread = threading.Thread(target=worker.run, kwargs={"once": True}, daemon=True)
+        thread.start()
+        return worker, thread
+
+    def wait_for(predicate, seconds: float = 120) -> None:
+        deadline = time.monotonic() + seconds
+        while not predicate():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.1)
+
+    first, thread = start("first")
+    wait_for(lambda: len(steps()) >= 2)
+    first.stopping.set()  # what SIGTERM does
+    thread.join(timeout=60)
+    assert client.get(f"/api/v1/jobs/{job_id}", headers=admin.headers).json()["status"] == "queued"
+    stopped_at = max(steps())
+
+    _, thread = start("second")
+    wait_for(lambda: max(steps()) > stopped_at)
+    resumed = steps()[steps().index(stopped_at) + 1 :]
+    assert resumed[0] == stopped_at + 1, f"resumed from its checkpoint, not from step 0: {steps()}"
+    cancelled_at = time.monotonic()
+    assert client.post(f"/api/v1/jobs/{job_id}/cancel", headers=admin.headers).json()["status"] == "cancelled"
+    thread.join(timeout=30)
+    assert not thread.is_alive() and time.monotonic() - cancelled_at < 15
+    assert client.get(f"/api/v1/jobs/{job_id}", headers=admin.headers).json()["status"] == "cancelled"
