@@ -4,9 +4,7 @@ next task swapped in without a page load; then the database must hold exactly th
 Needs Playwright's Python package and a system Chromium at /usr/bin/chromium (never downloaded).
 """
 
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -14,35 +12,18 @@ from sqlalchemy import func, select
 from app.labeling.models import Comparison, Ranking
 from tests.conftest import Account, create_project
 from tests.labeling.conftest import seed_ready_prompts
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-TIMEOUT_MS = 10_000
+from tests.web.chromium import launch, logged_in, needs_chromium
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="Playwright's Python package is not installed (pip install playwright)"
 )
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and not shutil.which("chromium"),
-        reason="no system Chromium at /usr/bin/chromium (the tests never download a browser)",
-    ),
-]
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
     with sync_api.sync_playwright() as playwright:
-        executable = str(CHROMIUM) if CHROMIUM.exists() else shutil.which("chromium")
-        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        chromium = launch(playwright)
         yield chromium
         chromium.close()
 
@@ -58,20 +39,8 @@ def project(client, admin) -> dict:
 def page(browser, live_server: str, make_account) -> Iterator:
     """A labeler's page, logged in through the real login form."""
     labeler: Account = make_account("labeler")
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server)
-    context.set_default_timeout(TIMEOUT_MS)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    tab.goto("/login")
-    tab.fill("#username", labeler.username)
-    tab.fill("#password", labeler.password)
-    with tab.expect_navigation():
-        tab.click("form[action='/login'] button[type=submit]")
-    assert tab.url.rstrip("/") == live_server, tab.url
-    yield tab
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    with logged_in(browser, live_server, labeler) as tab:
+        yield tab
 
 
 def open_label_page(page, project: dict) -> tuple[int, list[int]]:
