@@ -10,7 +10,6 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -23,7 +22,8 @@ from app.evaluations.schemas import EvaluationCreate, EvaluationOut, RoundStatus
 from app.jobs import service as jobs
 from app.jobs.models import Job, JobKind, JobStatus
 from app.labeling.models import Ranking
-from app.models_registry.models import ModelKind, ModelVersion
+from app.models_registry import service as registry
+from app.models_registry.models import ModelVersion
 from app.projects import service as projects
 from app.projects.models import Project
 from app.projects.schemas import ProjectCreate
@@ -49,12 +49,12 @@ def create_round(
             code="evaluation_of_evaluation",
             details={"field": "project_id"},
         )
-    candidate = _policy(session, request.candidate, field="candidate")
+    candidate = registry.policy_version(session, request.candidate, field="candidate")
     candidate_job = session.get(Job, candidate.job_id) if candidate.job_id is not None else None
     baseline_value = (
         request.baseline if request.baseline is not None else starting_policy(candidate, candidate_job)
     )
-    baseline = model_entry(session, baseline_value, field="baseline")
+    baseline = registry.generation_model(session, baseline_value, field="baseline")
     if baseline["model"] == f"model:{candidate.id}":
         raise InvalidInput(
             f"The baseline is the candidate itself (model {candidate.id}); name another baseline.",
@@ -125,8 +125,8 @@ def queue_round_generation(
         "generation": {key: value for key, value in child.generation.items() if key != "model"},
         # One completion per model per prompt; each stored completion records which model wrote it.
         "models": [
-            model_entry(session, round_.candidate, field="candidate"),
-            model_entry(session, round_.baseline, field="baseline"),
+            registry.generation_model(session, round_.candidate, field="candidate"),
+            registry.generation_model(session, round_.baseline, field="baseline"),
         ],
         "evaluation_round": round_.id,
     }
@@ -143,40 +143,6 @@ def starting_policy(candidate: ModelVersion, job: Job | None) -> str | int:
     if job is not None and job.config.get("policy") is not None:
         return job.config["policy"]
     return candidate.base_model
-
-
-def model_entry(session: Session, value: str | int, *, field: str) -> dict[str, str]:
-    """A generation job's view of a model: ``{"model": spec}`` plus ``"model_artifact"`` for a version.
-
-    ``value``: "default", a local Hugging Face model directory, a policy version id, or "model:<id>".
-    """
-    if isinstance(value, str) and value.removeprefix("model:").isdigit():
-        value = int(value.removeprefix("model:"))
-    if isinstance(value, int):
-        version = _policy(session, value, field=field)
-        return {"model": f"model:{version.id}", "model_artifact": version.artifact}
-    if value == "default":
-        return {"model": "default"}
-    if not (Path(value).expanduser() / "config.json").is_file():
-        raise InvalidInput(
-            f"{field}: '{value}' is not a Hugging Face model directory (no config.json there); use "
-            "'default', a local model directory or a policy version id.",
-            code="unknown_model",
-            details={"field": field},
-        )
-    return {"model": value}
-
-
-def _policy(session: Session, model_id: int, *, field: str) -> ModelVersion:
-    version = session.get(ModelVersion, model_id)
-    if version is None or version.kind != ModelKind.policy.value:
-        what = "a reward model" if version is not None else "unknown"
-        raise InvalidInput(
-            f"{field}: model {model_id} is {what}, not a policy version (see GET /models?kind=policy).",
-            code="unknown_model",
-            details={"field": field, "model_id": model_id},
-        )
-    return version
 
 
 def _choose_prompts(

@@ -1,7 +1,7 @@
 """Model versions and the training jobs that make them. No HTTP types here."""
 
 import random
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -118,8 +118,8 @@ def register_from_job(session: Session, *, job: Job, artifact: str | None) -> Mo
     return version
 
 
-def policy_version(session: Session, model_id: int) -> ModelVersion:
-    """A registered policy version (422 if the id is unknown or names a reward model)."""
+def policy_version(session: Session, model_id: int, *, field: str = "generation.model") -> ModelVersion:
+    """A registered policy version (422 naming `field` if the id is unknown or names a reward model)."""
     version = session.get(ModelVersion, model_id)
     if version is None or version.kind != ModelKind.policy.value:
         what = "a reward model" if version is not None else "unknown"
@@ -127,22 +127,34 @@ def policy_version(session: Session, model_id: int) -> ModelVersion:
             f"Model {model_id} is {what}, not a policy version: use 'default', a local model directory, "
             "or the id of a policy produced by a PPO run (see GET /models?kind=policy).",
             code="unknown_model",
-            details={"field": "generation.model", "model_id": model_id},
+            details={"field": field, "model_id": model_id},
         )
     return version
 
 
-def generation_model(session: Session, model: str | int) -> dict[str, str]:
-    """What a generation job needs to know about a project's `generation.model`.
+def generation_model(
+    session: Session, model: str | int, *, field: str = "generation.model"
+) -> dict[str, str]:
+    """What a generation job needs to know about a model to generate with (422 naming `field` if unknown).
 
-    ``{"model": spec}`` where spec is recorded with every completion ("default", a path, or
-    "model:<id>" for a version), plus ``"model_artifact"`` (the version's path in the artifact store)
-    so that the worker loads it from its own mount of the store.
+    ``model``: "default", a local Hugging Face model directory, a policy version id, or "model:<id>".
+    Returns ``{"model": spec}`` where spec is recorded with every completion ("default", the path, or
+    "model:<id>"), plus ``"model_artifact"`` for a version (its path in the artifact store), so that the
+    worker loads it from its own mount of the store.
     """
+    if isinstance(model, str) and model.removeprefix("model:").isdigit():
+        model = int(model.removeprefix("model:"))
     if isinstance(model, int):
-        version = policy_version(session, model)
+        version = policy_version(session, model, field=field)
         return {"model": f"model:{version.id}", "model_artifact": version.artifact}
-    return {"model": str(model)}
+    if model != "default" and not (Path(model).expanduser() / "config.json").is_file():
+        raise InvalidInput(
+            f"'{model}' is not a Hugging Face model directory (no config.json there). Use 'default', "
+            "a local model directory, or a model version id.",
+            code="unknown_model",
+            details={"field": field},
+        )
+    return {"model": model}
 
 
 def list_models(

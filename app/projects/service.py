@@ -1,14 +1,12 @@
 """Projects: create, read, update, and the counts their pages show. No HTTP types here."""
 
-from pathlib import Path
-
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Subquery, case, func, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.errors import Conflict, InvalidInput, NotFound
-from app.models_registry.service import policy_version
+from app.models_registry.service import generation_model
 from app.projects.models import InstructionVersion, Project
 from app.projects.schemas import GenerationSettings, ProjectCounts, ProjectCreate, ProjectUpdate
 from app.prompts.models import Completion, Prompt
@@ -154,16 +152,4 @@ def _merged_generation(session: Session, current: dict, changes: dict) -> dict:
 
 def _require_known_model(session: Session, model: str | int) -> None:
     """`"default"`, a local Hugging Face model directory, or a registered policy version id."""
-    if model == "default":
-        return
-    if isinstance(model, int):
-        policy_version(session, model)
-        return
-    path = Path(model).expanduser()
-    if not (path / "config.json").is_file():
-        raise InvalidInput(
-            f"'{model}' is not a Hugging Face model directory (no config.json there). Use 'default', "
-            "a local model directory, or a model version id.",
-            code="unknown_model",
-            details={"field": "generation.model"},
-        )
+    generation_model(session, model)
