@@ -52,6 +52,7 @@ class ApiClient:
         retries: int = 8,
         sleep: Callable[[float], None] = time.sleep,
     ):
+        self.server, self.token = server, token
         self.http = httpx.Client(
             base_url=server.rstrip("/") + "/api/v1",
             timeout=timeout,
@@ -139,6 +140,13 @@ class ApiClient:
 
     def fail(self, job: ClaimedJob, error: str) -> None:
         self.request("POST", f"/jobs/{job.id}/fail", json={"attempt": job.attempt, "error": error[:100_000]})
+
+    def heartbeat(self, job: ClaimedJob) -> None:
+        self.request("POST", f"/jobs/{job.id}/heartbeat", json={"attempt": job.attempt}, retries=0)
+
+    def fork(self) -> ApiClient:
+        """A second client to the same server (its own connections), for another thread."""
+        return ApiClient(self.server, self.token, retries=self.retries, sleep=self.sleep)
 
     def release(self, job: ClaimedJob) -> None:
         self.request("POST", f"/jobs/{job.id}/release", json={"attempt": job.attempt}, retries=2)

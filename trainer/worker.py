@@ -24,6 +24,8 @@ from typing import Any
 from trainer.client import ApiClient, ApiError, ClaimedJob, JobStopped, ServerUnavailable
 
 log = logging.getLogger("preflab.worker")
+HEARTBEAT_SECONDS = 60.0
+"""How often a running job's lease is renewed from a side thread (the server's lease is 5 minutes)."""
 ALL_KINDS = ["generate", "reward", "ppo"]
 
 
@@ -33,7 +35,14 @@ class ShutdownRequested(Exception):
 
 class Worker:
     def __init__(
-        self, api: ApiClient, *, name: str, kinds: list[str], data_dir: Path, poll_seconds: float = 2.0
+        self,
+        api: ApiClient,
+        *,
+        name: str,
+        kinds: list[str],
+        data_dir: Path,
+        poll_seconds: float = 2.0,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
     ):
         self.api = api
         self.name = name
@@ -42,6 +51,7 @@ class Worker:
         # The artifact store: model versions live here, shared with the server (PREFLAB_DATA_DIR/artifacts).
         self.artifact_dir = data_dir / "artifacts"
         self.poll_seconds = poll_seconds
+        self.heartbeat_seconds = heartbeat_seconds
         self.stopping = threading.Event()
         self._policies: dict[str, Any] = {}
 
@@ -121,7 +131,8 @@ class Worker:
     def run_job(self, job: ClaimedJob) -> None:
         log.info("job %s (%s) claimed, attempt %s", job.id, job.kind, job.attempt)
         try:
-            metrics, artifact = self._handler(job.kind)(self, job)
+            with self._heartbeat(job):
+                metrics, artifact = self._handler(job.kind)(self, job)
             self.api.complete(job, metrics=metrics, artifact=artifact)
             log.info("job %s succeeded: %s", job.id, metrics)
         except ShutdownRequested:
@@ -136,6 +147,37 @@ class Worker:
             log.error("job %s failed:\n%s", job.id, traceback.format_exc())
             with contextlib.suppress(JobStopped, ApiError, ServerUnavailable):
                 self.api.fail(job, f"{type(exc).__name__}: {exc}")
+
+
+    @contextlib.contextmanager
+    def _heartbeat(self, job: ClaimedJob):
+        """Renew the job's lease from a side thread while the handler runs.
+
+        Loading a model, an evaluation pass or one PPO step on a CPU can outlast the lease without a
+        single event; a job whose lease ran out is re-queued and another worker would start it again.
+        A 409 (cancelled, or lost anyway) ends the heartbeat: the handler learns it at its next report.
+        """
+        done = threading.Event()
+        api = self.api.fork()
+
+        def beat() -> None:
+            while not done.wait(self.heartbeat_seconds):
+                try:
+                    api.heartbeat(job)
+                except (JobStopped, ApiError) as exc:
+                    log.info("job %s: heartbeat refused (%s)", job.id, exc)
+                    return
+                except ServerUnavailable as exc:  # a restarting server: try again at the next beat
+                    log.warning("job %s: heartbeat failed (%s)", job.id, exc)
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-job-{job.id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(timeout=10)
+            api.close()
 
 
 def main(argv: list[str] | None = None) -> int:

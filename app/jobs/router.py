@@ -120,6 +120,13 @@ def fail(_worker: WorkerUser, job_id: int, body: JobFail, session: SessionDep):
     return service.fail(session, job=service.get_job(session, job_id), error=body.error, attempt=body.attempt)
 
 
+@router.post("/jobs/{job_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
+def heartbeat(_worker: WorkerUser, job_id: int, body: WorkerReport, session: SessionDep):
+    """Renew the lease while a long step sends no events (409 once the job was cancelled or lost)."""
+    service.renew_lease(session, job=service.get_job(session, job_id), attempt=body.attempt)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.post("/jobs/{job_id}/release", response_model=JobOut)
 def release(_worker: WorkerUser, job_id: int, body: WorkerReport, session: SessionDep):
     return service.release(session, job=service.get_job(session, job_id), attempt=body.attempt)

@@ -189,3 +189,65 @@ def test_concurrent_claims_never_share_a_job(client, admin, make_account, live_s
     for thread in threads:
         thread.join(timeout=60)
     assert sorted(claimed) == sorted(job_ids), "every job claimed exactly once"
+
+
+def test_heartbeat_renews_the_lease_and_stops_at_cancel(client, admin, make_account, db) -> None:
+    project = create_project(client, admin, completions_per_prompt=2)
+    job_id = queue(client, admin, project)
+    worker = make_account("worker")
+    attempt = client.post("/api/v1/worker/claim", json=CLAIM, headers=worker.headers).json()["attempts"]
+    soon = utcnow() + timedelta(seconds=5)
+    db.execute(update(Job).values(lease_expires_at=soon))
+    db.commit()
+    url = f"/api/v1/jobs/{job_id}/heartbeat"
+    assert client.post(url, json={"attempt": attempt}, headers=worker.headers).status_code == 204
+    db.expire_all()
+    assert db.get(Job, job_id).lease_expires_at > soon + timedelta(minutes=4)
+    assert client.get(f"/api/v1/jobs/{job_id}/metrics", headers=admin.headers).json()["items"] == []
+    assert_error(client.post(url, json={"attempt": attempt + 1}, headers=worker.headers), 409)
+    assert_error(client.post(url, json={"attempt": attempt}, headers=admin.headers), 403)
+    client.post(f"/api/v1/jobs/{job_id}/cancel", headers=admin.headers)
+    assert_error(client.post(url, json={"attempt": attempt}, headers=worker.headers), 409)
+
+
+def test_worker_heartbeat_keeps_a_long_step_s_lease(
+    client, admin, make_account, live_server, tmp_path, db
+) -> None:
+    """A handler that sends no event for longer than the heartbeat still has its lease renewed."""
+    import time
+
+    from trainer.client import ApiClient
+    from trainer.worker import Worker
+
+    project = create_project(client, admin, completions_per_prompt=2)
+    job_id = queue(client, admin, project)
+    renewals = []
+
+    def lease(job_id: int):
+        db.expire_all()
+        value = db.get(Job, job_id).lease_expires_at
+        db.rollback()  # no transaction left open while the server writes
+        return value
+
+    class Slow(Worker):
+        @staticmethod
+        def _handler(kind):
+            def run(worker, job):
+                before = lease(job.id)
+                time.sleep(0.8)  # one long step, no events
+                renewals.append(lease(job.id) > before)
+                return {"done": 1}, None
+
+            return run
+
+    worker = Slow(
+        ApiClient(live_server, make_account("worker").token),
+        name="slow",
+        kinds=["generate"],
+        data_dir=tmp_path,
+        poll_seconds=0.1,
+        heartbeat_seconds=0.2,
+    )
+    worker.run(once=True)
+    assert renewals == [True]
+    assert client.get(f"/api/v1/jobs/{job_id}", headers=admin.headers).json()["status"] == "succeeded"
