@@ -41,6 +41,7 @@ def ppo_config(ctx: Any, job: ClaimedJob) -> PPOConfig:
         sample_every=int(c["sample_every"]),
         checkpoint_every=int(c["checkpoint_every"]),
         lora_r=int(c.get("lora_r", 0)),
+        whiten_rewards=bool(c.get("whiten_rewards", False)),
         **optional,
     )
 

@@ -78,6 +78,7 @@ class PPOTrainRequest(BaseModel):
     missing_eos_penalty: float | None = Field(
         -1.0, ge=-100, le=100, description="Score of completions with no EOS; null: no penalty"
     )
+    whiten_rewards: bool = Field(False, description="Scale per-token rewards to unit variance per batch")
     eval_prompts: int = Field(
         16, ge=0, le=1000, description="Prompts held out (seeded) to evaluate before and after"
     )
