@@ -336,16 +336,31 @@ def disable_dropout(model: nn.Module) -> None:
                 setattr(module, name, 0.0)
 
 
-def forward_logprobs(model, input_ids, attention_mask, response_ids, temperature: float):
-    """Log-probs (B, R) and entropies (B, R) of the completion tokens, which are the last R of input_ids."""
+def forward_logprobs(
+    model, input_ids, attention_mask, response_ids, temperature: float, *, entropy: bool = False
+):
+    """Log-probs (B, R) of the completion tokens, which are the last R of input_ids, and their
+    entropies (B, R) when asked for (None otherwise).
+
+    Only the R + 1 last positions get logits (``logits_to_keep``): the vocabulary projection of the
+    prompt's positions, which nothing uses, is most of a forward's cost for a small model with a large
+    vocabulary (SmolLM2: 49k). Log-probs are gathered and normalised with a logsumexp instead of a full
+    (B, R, V) log-softmax; the entropy costs another such pass, so the update's forward skips it.
+    """
     position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # [Huang §6: positions skip left pads]
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
     length = response_ids.shape[1]
+    logits = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        logits_to_keep=length + 1,
+    ).logits
     logits = logits[:, -length - 1 : -1].float() / temperature  # (B, R, V)  [Huang §7: scale by temperature]
-    logp_all = F.log_softmax(logits, dim=-1)  # (B, R, V)
-    logprobs = torch.gather(logp_all, 2, response_ids.unsqueeze(-1)).squeeze(-1)  # (B, R)
-    entropy = -(logp_all.exp() * logp_all).sum(-1)  # (B, R)
-    return logprobs, entropy
+    normaliser = torch.logsumexp(logits, dim=-1)  # (B, R)
+    logprobs = torch.gather(logits, 2, response_ids.unsqueeze(-1)).squeeze(-1) - normaliser  # (B, R)
+    if not entropy:
+        return logprobs, None
+    return logprobs, normaliser - (F.softmax(logits, dim=-1) * logits).sum(-1)  # (B, R)
 
 
 def forward_values(value_model, input_ids, attention_mask, length: int) -> torch.Tensor:
@@ -592,7 +607,7 @@ def train_ppo(
         # 3. logprobs of the sampled tokens under policy and reference; values
         with torch.no_grad():
             logprobs, entropy = forward_logprobs(
-                policy, input_ids, attention_mask, rollout.response, config.temperature
+                policy, input_ids, attention_mask, rollout.response, config.temperature, entropy=True
             )
             ref_logprobs = reference_logprobs(input_ids, attention_mask, rollout.response)
             values = forward_values(value_model, input_ids, attention_mask, length) * mask  # (B, R)

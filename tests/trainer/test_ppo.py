@@ -260,3 +260,25 @@ def test_lora_trains_adapters_only_and_saves_a_merged_policy(tiny_model_dir, tin
     assert torch.equal(saved["model.embed_tokens.weight"], start["model.embed_tokens.weight"])
     assert all(torch.equal(saved[n], start[n]) for n in start if "norm" in n)
     assert json.loads((out / "preflab.json").read_text())["config"]["lora_r"] == 4
+
+
+def test_forward_logprobs_match_a_full_log_softmax(tiny_model_dir):
+    """The fast path (logits for the completion only, logsumexp) equals the textbook computation."""
+    from transformers import AutoModelForCausalLM
+
+    from trainer.ppo import forward_logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, local_files_only=True).eval()
+    torch.manual_seed(0)
+    input_ids = torch.randint(5, model.config.vocab_size, (2, 9))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, :3] = 0  # left padding
+    response = input_ids[:, -4:]
+    with torch.no_grad():
+        logprobs, entropy = forward_logprobs(model, input_ids, attention_mask, response, 0.7, entropy=True)
+        positions = (attention_mask.cumsum(1) - 1).clamp(min=0)
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).logits
+        full = torch.log_softmax(logits[:, -5:-1] / 0.7, dim=-1)
+    torch.testing.assert_close(logprobs, full.gather(2, response.unsqueeze(-1)).squeeze(-1))
+    torch.testing.assert_close(entropy, -(full.exp() * full).sum(-1))
+    assert forward_logprobs(model, input_ids, attention_mask, response, 0.7)[1] is None
