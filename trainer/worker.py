@@ -148,7 +148,6 @@ class Worker:
             with contextlib.suppress(JobStopped, ApiError, ServerUnavailable):
                 self.api.fail(job, f"{type(exc).__name__}: {exc}")
 
-
     @contextlib.contextmanager
     def _heartbeat(self, job: ClaimedJob):
         """Renew the job's lease from a side thread while the handler runs.
