@@ -12,20 +12,9 @@ from sqlalchemy import func, select
 from app.labeling.models import Comparison, Ranking
 from tests.conftest import Account, create_project
 from tests.labeling.conftest import seed_ready_prompts
-from tests.web.chromium import launch, logged_in, needs_chromium
+from tests.web.chromium import logged_in, needs_chromium
 
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright's Python package is not installed (pip install playwright)"
-)
 pytestmark = needs_chromium
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    with sync_api.sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

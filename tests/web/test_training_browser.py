@@ -5,27 +5,12 @@ the run ends, and its "Generate with it" button makes the new policy the project
 Needs Playwright's Python package and a system Chromium at /usr/bin/chromium (never downloaded).
 """
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.conftest import create_project
 from tests.labeling.conftest import seed_ready_prompts
 from tests.models_registry.test_ppo_api import registered_reward_model
-from tests.web.chromium import launch, logged_in, needs_chromium
+from tests.web.chromium import logged_in, needs_chromium
 
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright's Python package is not installed (pip install playwright)"
-)
 pytestmark = needs_chromium
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    with sync_api.sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
 
 
 def test_ppo_run_page_updates_live_and_closes_the_loop(
