@@ -746,10 +746,13 @@ def _evaluate(
     for start in range(0, len(eval_set), config.eval_batch_size):
         batch = eval_set[start : start + config.eval_batch_size]
         rollout, raw_scores = generate_and_score(model, batch)
+        scores.extend(raw_scores.tolist())
+        if reference_logprobs is None:  # the model is the reference: nothing to compare
+            kls.extend([0.0] * len(batch))
+            continue
         ids, attn, mask = rollout.input_ids, rollout.attention_mask, rollout.response_mask.float()
         logp, _ = forward_logprobs(model, ids, attn, rollout.response, config.temperature)
-        ref_logp = reference_logprobs(ids, attn, rollout.response) if reference_logprobs else logp
-        scores.extend(raw_scores.tolist())
+        ref_logp = reference_logprobs(ids, attn, rollout.response)
         kls.extend(((logp - ref_logp) * mask).sum(dim=1).tolist())
     return sum(scores) / len(scores), sum(kls) / len(kls)
 

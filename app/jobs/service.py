@@ -208,7 +208,7 @@ def complete(
     job.status = JobStatus.succeeded.value
     job.progress = 1.0
     job.artifact = artifact
-    job.metrics = {**job.metrics, **metrics}
+    job.metrics = {**job.metrics, **_figures(metrics)}
     job.finished_at = utcnow()
     job.lease_expires_at = None
     session.flush()

@@ -1,5 +1,6 @@
 """Pages: start a reward-model or PPO run, watch a training run's curves and samples, list model versions."""
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -43,7 +44,7 @@ def start_reward_run(
     exclude_flags: Annotated[list[str] | None, Form()] = None,
     min_agreement: Annotated[str, Form()] = "",
 ):
-    try:
+    def queue() -> str:
         body = RewardTrainRequest(
             base_model=base_model.strip() or "default",
             epochs=epochs,
@@ -52,11 +53,9 @@ def start_reward_run(
             filters={"exclude_flags": exclude_flags or [], "min_agreement": min_agreement or None},
         )
         job = service.queue_reward_training(session, project=project, request=body, created_by_id=admin.id)
-    except ValidationError as exc:
-        return _project_with_error(request, caller, session, project, InvalidInput.from_pydantic(exc))
-    except PrefLabError as exc:
-        return _project_with_error(request, caller, session, project, exc)
-    return redirect(f"/jobs/{job.id}")
+        return f"/jobs/{job.id}"
+
+    return _submit(request, caller, session, project, queue)
 
 
 @router.post("/projects/{project_id}/train/ppo")
@@ -77,7 +76,7 @@ def start_ppo_run(
     target_kl: Annotated[str, Form()] = "6",
     lora_r: Annotated[str, Form()] = "0",
 ):
-    try:
+    def queue() -> str:
         body = PPOTrainRequest(
             reward_model=reward_model or None,
             policy=int(policy) if policy.isdigit() else policy,
@@ -91,11 +90,9 @@ def start_ppo_run(
             lora_r=lora_r.strip() or 0,
         )
         job = service.queue_ppo_training(session, project=project, request=body, created_by_id=admin.id)
-    except ValidationError as exc:
-        return _project_with_error(request, caller, session, project, InvalidInput.from_pydantic(exc))
-    except PrefLabError as exc:
-        return _project_with_error(request, caller, session, project, exc)
-    return redirect(f"/jobs/{job.id}")
+        return f"/jobs/{job.id}"
+
+    return _submit(request, caller, session, project, queue)
 
 
 @router.post("/projects/{project_id}/generation-model")
@@ -108,12 +105,26 @@ def use_for_generation(
     model_id: Annotated[int, Form()],
 ):
     """Close the loop: the project's next completions come from this policy version."""
-    try:
+
+    def switch() -> str:
         changes = ProjectUpdate(generation={"model": model_id})
         projects.update_project(session, project=project, changes=changes, author=admin)
+        return f"/projects/{project.id}"
+
+    return _submit(request, caller, session, project, switch)
+
+
+def _submit(
+    request: Request, caller: Caller, session: Session, project: Project, action: Callable[[], str]
+) -> Response:
+    """Run a form's action and redirect where it says; a refused form (422, 404...) writes nothing and
+    shows the error page with its status."""
+    try:
+        return redirect(action())
+    except ValidationError as exc:
+        return _project_with_error(request, caller, session, project, InvalidInput.from_pydantic(exc))
     except PrefLabError as exc:
         return _project_with_error(request, caller, session, project, exc)
-    return redirect(f"/projects/{project.id}")
 
 
 def _project_with_error(
