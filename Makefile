@@ -51,11 +51,13 @@ bench: $(VENV)/.installed-test  ## performance figures (minutes); see docs/bench
 	  echo "== $$script"; PREFLAB_BENCH_POSTGRES_URL=$$url $(BIN)/python $$script || exit 1; \
 	done
 
-bench-env:  ## .venv-bench: the trainer stack plus TRL, for bench/reward_*.py (TRL is never installed in .venv)
+bench-env:  ## .venv-bench: the trainer stack plus TRL, for bench/reward_*.py and bench/ppo_speed.py (never in .venv)
 	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/pip install --quiet --upgrade pip
 	.venv-bench/bin/pip install "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
-	.venv-bench/bin/pip install -e ".[trainer]" trl "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
+	.venv-bench/bin/pip install -e ".[trainer]" trl matplotlib "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
+	# TRL removed PPOTrainer in 1.13: bench/ppo_speed.py puts 1.12.0 first on PYTHONPATH (docs/benchmarks.md)
+	.venv-bench/bin/pip install --quiet --no-deps --target .venv-bench/trl-1.12 trl==1.12.0
 
 postgres:  ## start a throwaway Postgres on 127.0.0.1:54329 and print its URL
 	@scripts/throwaway-postgres.sh
