@@ -36,12 +36,13 @@ dropout off, no gradient checkpointing (TRL's PPOConfig default is on), full pre
 bf16 off), no sample generations, no checkpoints inside the timed steps, the same torch threads.
 
 Differences left:
-- TRL takes the rollout's policy log-probs from the scores ``generate`` returns; ours runs one more
-  no-grad forward of the policy over prompt + completion (scoring phase);
+- both take the rollout's policy log-probs from what ``generate`` returns: TRL from its processed scores
+  (``output_scores``, the temperature applied by ``generate``), ours from the raw logits
+  (``output_logits``) divided by the temperature; the same numbers with top_p 1;
 - ours decodes each completion and re-encodes it with the reward model's own tokenizer and chat template
   (the same tokenizer here, so the same tokens plus the template's closing newline); TRL feeds the ids;
-- ours clips the gradient norm (``max_grad_norm``, set to 1e9 here: the norm is computed, nothing is
-  scaled); TRL's PPO loop does not clip;
+- neither clips the gradient norm (ours ``max_grad_norm=None``, not its default 1.0: TRL's PPO loop
+  does not clip);
 - TRL infers attention masks from pad ids (``ids != pad_token_id``), and SmolLM2's pad token is its EOS
   ``<|im_end|>``, which also closes every turn of the prompt; TRL's tokenizer therefore pads with
   ``<|endoftext|>`` (id 0, unused by the template) so that it does not mask real tokens. Ours passes
@@ -51,10 +52,11 @@ Differences left:
 Timing: seconds per PPO step, from consecutive step ends (ours: the per-step metric callback, TRL: a
 ``TrainerCallback.on_step_end``) over the timed steps after --warmup untimed ones; model loading,
 the reward model's creation, our final checkpoint and save are not timed. Our phases come from the
-``time/generation``, ``time/scoring`` (reward model, policy + reference + value forwards, rewards, GAE)
-and ``time/update`` (the PPO epochs) metrics of ``train_ppo``; TRL's from wrappers around its module
-functions: ``batch_generation`` (generation), from its end to the first forward with gradients
-(scoring: reference and value forwards, reward model, rewards, GAE) and from there to the step end (update).
+``time/generation`` (sampling, with the policy's log-probs), ``time/scoring`` (reward model, reference
+and value forwards, rewards, GAE) and ``time/update`` (the PPO epochs) metrics of ``train_ppo``; TRL's
+from wrappers around its module functions: ``batch_generation`` (generation), from its end to the first
+forward with gradients (scoring: reference and value forwards, reward model, rewards, GAE) and from
+there to the step end (update).
 "other" is the rest of the step. "decode steps" is the width of the sampled block (the longest
 completion in the batch, EOS included); "tokens" the mean completion length up to EOS. Both run in this
 one process, one after the other (--order; ours first by default).
@@ -158,7 +160,7 @@ def run_ours(args: argparse.Namespace, policy_dir: Path, rm_dir: Path, prompts: 
         temperature=args.temperature,
         top_p=1.0,
         missing_eos_penalty=None,
-        max_grad_norm=1e9,
+        max_grad_norm=None,
         log_every=1,
         checkpoint_every=10**9,
         sample_every=0,

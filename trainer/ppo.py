@@ -6,9 +6,10 @@ The loop follows "The N Implementation Details of RLHF with PPO" (Huang et al., 
 ``[Huang §n]`` name the detail a line implements (numbering of docs/ppo.md). One step, top to bottom:
 
 1. Pick ``batch_size`` prompts (a seeded permutation per pass over the prompts, so resume is exact).
-2. Sample one completion per prompt from the policy (left padding, attention mask, temperature, top_p).
-3. Forward policy, reference and value model over prompt + completion: log-probs of the sampled tokens,
-   values, entropy; tokens after the first EOS are masked out.
+2. Sample one completion per prompt from the policy (left padding, attention mask, temperature, top_p);
+   the policy's log-probs and entropies of the sampled tokens come from the sampling's own logits.
+3. Forward reference and value model over prompt + completion: the reference's log-probs of the sampled
+   tokens, values; tokens after the first EOS are masked out.
 4. Compute rewards: decode the completion, re-encode it with the REWARD MODEL's tokenizer and template,
    score it; completions without EOS get ``missing_eos_penalty`` instead; per-token reward is
    ``-beta * (logp - logp_ref)`` plus the score on the last token.
@@ -41,6 +42,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from trainer.data import Chat
+from trainer.optim import fused_where_supported
 from trainer.policy import load_policy, resolve_model_dir
 from trainer.reward import OFFSET_KEY, PREFLAB_JSON, load_reward_model, pad, rewards_of, score_head
 from trainer.reward_data import encode
@@ -117,8 +119,9 @@ class PPOConfig:
     """Longer prompts (in policy tokens) are dropped, with a warning."""
     reward_max_length: int | None = None
     """Reward-model input cap; None: the ``max_length`` in the RM's preflab.json, else 512."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping."""
+    max_grad_norm: float | None = 1.0
+    """Gradient clipping of policy and value model together; None: no clipping (TRL's PPO loop does not
+    clip), which also skips computing the norm."""
     log_every: int = 1
     """Emit metrics every N steps."""
     checkpoint_every: int = 10
@@ -336,6 +339,18 @@ def disable_dropout(model: nn.Module) -> None:
                 setattr(module, name, 0.0)
 
 
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float, *, entropy: bool = True):
+    """Log-probs of ``tokens`` (...,) under ``logits`` (..., V) scaled by the temperature [Huang §7], and
+    their distributions' entropies when asked for (None otherwise). A logsumexp normalises the gathered
+    logit instead of a full log-softmax; the entropy costs another pass over the vocabulary."""
+    logits = logits.float() / temperature
+    normaliser = torch.logsumexp(logits, dim=-1)
+    logprobs = torch.gather(logits, -1, tokens.unsqueeze(-1)).squeeze(-1) - normaliser
+    if not entropy:
+        return logprobs, None
+    return logprobs, normaliser - (F.softmax(logits, dim=-1) * logits).sum(-1)
+
+
 def forward_logprobs(
     model, input_ids, attention_mask, response_ids, temperature: float, *, entropy: bool = False
 ):
@@ -344,8 +359,7 @@ def forward_logprobs(
 
     Only the R + 1 last positions get logits (``logits_to_keep``): the vocabulary projection of the
     prompt's positions, which nothing uses, is most of a forward's cost for a small model with a large
-    vocabulary (SmolLM2: 49k). Log-probs are gathered and normalised with a logsumexp instead of a full
-    (B, R, V) log-softmax; the entropy costs another such pass, so the update's forward skips it.
+    vocabulary (SmolLM2: 49k).
     """
     position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # [Huang §6: positions skip left pads]
     length = response_ids.shape[1]
@@ -355,12 +369,7 @@ def forward_logprobs(
         position_ids=position_ids,
         logits_to_keep=length + 1,
     ).logits
-    logits = logits[:, -length - 1 : -1].float() / temperature  # (B, R, V)  [Huang §7: scale by temperature]
-    normaliser = torch.logsumexp(logits, dim=-1)  # (B, R)
-    logprobs = torch.gather(logits, 2, response_ids.unsqueeze(-1)).squeeze(-1) - normaliser  # (B, R)
-    if not entropy:
-        return logprobs, None
-    return logprobs, normaliser - (F.softmax(logits, dim=-1) * logits).sum(-1)  # (B, R)
+    return token_logprobs(logits[:, -length - 1 : -1], response_ids, temperature, entropy=entropy)  # (B, R)
 
 
 def forward_values(value_model, input_ids, attention_mask, length: int) -> torch.Tensor:
@@ -396,6 +405,8 @@ class Rollout:
     response_mask: torch.Tensor  # (B, R) 1 up to and including the first EOS
     finished: torch.Tensor  # (B,) bool: an EOS was sampled
     texts: list[str]
+    logprobs: torch.Tensor  # (B, R) of the sampled tokens under the sampling policy, 0 after the EOS
+    entropy: torch.Tensor  # (B, R) of its temperature-scaled distribution at each position
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -408,7 +419,13 @@ class Rollout:
 
 @torch.no_grad()
 def sample(model, tokenizer, stop_ids, prompt_ids: list[list[int]], config: PPOConfig, device) -> Rollout:
-    """One completion per prompt with ``model.generate`` (left padding, attention mask)."""
+    """One completion per prompt with ``model.generate`` (left padding, attention mask).
+
+    The log-probs and entropies of the sampled tokens come from the logits ``generate`` computed anyway
+    (raw, before temperature and top-p: the full distribution scaled by the temperature, as the update's
+    forward sees it), which saves the rollout a forward pass of the policy; TRL does the same. They agree
+    with a fresh forward over prompt + completion to float rounding (tested).
+    """
     longest = max(len(ids) for ids in prompt_ids)
     query = torch.full((len(prompt_ids), longest), tokenizer.pad_token_id, dtype=torch.long)
     query_mask = torch.zeros_like(query)
@@ -416,7 +433,7 @@ def sample(model, tokenizer, stop_ids, prompt_ids: list[list[int]], config: PPOC
         query[row, longest - len(ids) :] = torch.tensor(ids)
         query_mask[row, longest - len(ids) :] = 1
     query, query_mask = query.to(device), query_mask.to(device)
-    sequences = model.generate(
+    output = model.generate(
         input_ids=query,
         attention_mask=query_mask,
         do_sample=True,
@@ -426,8 +443,10 @@ def sample(model, tokenizer, stop_ids, prompt_ids: list[list[int]], config: PPOC
         max_new_tokens=config.max_new_tokens,
         eos_token_id=list(stop_ids),
         pad_token_id=tokenizer.pad_token_id,
+        return_dict_in_generate=True,
+        output_logits=True,
     )
-    response = sequences[:, longest:]  # (B, R)
+    response = output.sequences[:, longest:]  # (B, R)
     is_stop = torch.isin(response, torch.tensor(stop_ids, device=device))  # (B, R)
     finished = is_stop.any(dim=1)  # (B,)
     first_stop = torch.where(finished, is_stop.float().argmax(dim=1), response.shape[1])  # (B,)
@@ -438,7 +457,14 @@ def sample(model, tokenizer, stop_ids, prompt_ids: list[list[int]], config: PPOC
         tokenizer.decode(row[mask.bool()], skip_special_tokens=True)
         for row, mask in zip(response, response_mask, strict=True)
     ]
-    return Rollout(query, query_mask, response, response_mask, finished, texts)
+    # one (B, V) slice per sampled position: normalise each on its own rather than stacking (B, R, V)
+    per_position = [
+        token_logprobs(logits, response[:, t], config.temperature) for t, logits in enumerate(output.logits)
+    ]
+    logprobs, entropy = zip(*per_position, strict=True)
+    logprobs = torch.stack(logprobs, dim=1) * response_mask  # (B, R)
+    entropy = torch.stack(entropy, dim=1) * response_mask  # (B, R)
+    return Rollout(query, query_mask, response, response_mask, finished, texts, logprobs, entropy)
 
 
 class RewardScorer:
@@ -530,9 +556,11 @@ def train_ppo(
     if not train_set:
         raise ValueError("no prompts to train on")
 
-    # 3. one Adam over policy and value model [Huang §10: Adam eps 1e-5], prepared by accelerate
+    # 3. one (fused) Adam over policy and value model [Huang §10: Adam eps 1e-5], prepared by accelerate
     trained = [p for p in (*policy.parameters(), *value_model.parameters()) if p.requires_grad]
-    optimizer = torch.optim.Adam(trained, lr=config.learning_rate, eps=1e-5)
+    optimizer = torch.optim.Adam(
+        trained, lr=config.learning_rate, eps=1e-5, fused=fused_where_supported(device)
+    )
     policy, value_model, optimizer = accelerator.prepare(policy, value_model, optimizer)
 
     @contextmanager
@@ -604,14 +632,11 @@ def train_ppo(
         mask = rollout.response_mask.float()  # (B, R)
         length = rollout.response.shape[1]
 
-        # 3. logprobs of the sampled tokens under policy and reference; values
+        # 3. logprobs of the sampled tokens under the reference (the policy's came with the sample); values
+        logprobs, entropy = rollout.logprobs, rollout.entropy  # (B, R)
         with torch.no_grad():
-            logprobs, entropy = forward_logprobs(
-                policy, input_ids, attention_mask, rollout.response, config.temperature, entropy=True
-            )
-            ref_logprobs = reference_logprobs(input_ids, attention_mask, rollout.response)
+            ref_logprobs = reference_logprobs(input_ids, attention_mask, rollout.response) * mask  # (B, R)
             values = forward_values(value_model, input_ids, attention_mask, length) * mask  # (B, R)
-        logprobs, ref_logprobs = logprobs * mask, ref_logprobs * mask  # (B, R)
 
         # 4. compute rewards: EOS penalty, per-token KL penalty + score on the last token
         scores = apply_missing_eos_penalty(raw_scores, rollout.finished, config.missing_eos_penalty)  # (B,)
@@ -651,7 +676,8 @@ def train_ppo(
                 loss = pg_loss + config.vf_coef * vf_loss
                 optimizer.zero_grad()
                 accelerator.backward(loss)
-                accelerator.clip_grad_norm_(trained, config.max_grad_norm)
+                if config.max_grad_norm is not None:
+                    accelerator.clip_grad_norm_(trained, config.max_grad_norm)
                 optimizer.step()
                 stats += torch.tensor([pg_loss.item(), vf_loss.item(), clipfrac.item(), 1.0])
         updated = time.monotonic()
@@ -751,9 +777,8 @@ def _evaluate(
             kls.extend([0.0] * len(batch))
             continue
         ids, attn, mask = rollout.input_ids, rollout.attention_mask, rollout.response_mask.float()
-        logp, _ = forward_logprobs(model, ids, attn, rollout.response, config.temperature)
         ref_logp = reference_logprobs(ids, attn, rollout.response)
-        kls.extend(((logp - ref_logp) * mask).sum(dim=1).tolist())
+        kls.extend(((rollout.logprobs - ref_logp) * mask).sum(dim=1).tolist())
     return sum(scores) / len(scores), sum(kls) / len(kls)
 
 

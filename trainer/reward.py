@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
 from trainer.data import Chat, PreferencePair
+from trainer.optim import fused_where_supported
 from trainer.reward_data import (
     Ranking,
     encode,
@@ -349,7 +350,12 @@ def train_reward_model(
         len(train_data), config.batch_rankings, config.gradient_accumulation_steps, accelerator.num_processes
     )
     total_steps = config.max_steps or config.epochs * per_epoch
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        fused=fused_where_supported(accelerator.device),
+    )
     scheduler = get_linear_schedule_with_warmup(
         optimizer,
         num_warmup_steps=int(config.warmup_ratio * total_steps) * accelerator.num_processes,

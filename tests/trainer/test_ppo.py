@@ -282,3 +282,25 @@ def test_forward_logprobs_match_a_full_log_softmax(tiny_model_dir):
     torch.testing.assert_close(logprobs, full.gather(2, response.unsqueeze(-1)).squeeze(-1))
     torch.testing.assert_close(entropy, -(full.exp() * full).sum(-1))
     assert forward_logprobs(model, input_ids, attention_mask, response, 0.7)[1] is None
+
+
+def test_sampled_logprobs_match_a_forward_over_the_completion(tiny_policy):
+    """The rollout's log-probs and entropies, taken from ``generate``'s logits, equal a fresh forward over
+    prompt + completion (left padding, rows that stop early) to float rounding: the rollout may skip that
+    forward without changing the PPO ratio."""
+    from trainer.ppo import PPOConfig, forward_logprobs, sample
+
+    tokenizer, model = tiny_policy.tokenizer, tiny_policy.model.eval()
+    prompts = [tokenizer("hello there", add_special_tokens=False)["input_ids"], [7, 8, 9, 10, 11, 12, 13]]
+    config = PPOConfig(reward_model="unused", temperature=0.7, top_p=0.9, max_new_tokens=12)
+    torch.manual_seed(0)
+    rollout = sample(model, tokenizer, tiny_policy.stop_token_ids, prompts, config, "cpu")
+    assert rollout.query_mask[0, 0] == 0  # the shorter prompt is left-padded
+    with torch.no_grad():
+        logprobs, entropy = forward_logprobs(
+            model, rollout.input_ids, rollout.attention_mask, rollout.response, 0.7, entropy=True
+        )
+    mask = rollout.response_mask
+    torch.testing.assert_close(rollout.logprobs, logprobs * mask, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(rollout.entropy, entropy * mask, atol=1e-4, rtol=1e-4)
+    assert (rollout.logprobs[mask.bool()] < 0).all()
