@@ -31,6 +31,7 @@ import gzip
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -82,6 +83,8 @@ def main() -> None:
 
     port = free_port()
     log = (args.data_dir / "server.log").open("w")
+    # a SIGTERM (``timeout``, ``kill``) unwinds through the ``finally`` below, which stops the server
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     server = subprocess.Popen(
         [*preflab, "serve", "--port", str(port), "--with-worker"],
         env=env,

@@ -3,7 +3,7 @@
     make bench-env
     .venv-bench/bin/python bench/reward_quality.py [--data ../shared/data/hh-rlhf] [--epochs 1] \\
         [--max-length 256] [--lr 2e-5] [--batch 8] [--eval-fraction 0.1] [--seed 0] \\
-        [--train-limit N] [--eval-limit N] [--parallel] [--trainers preflab,trl]
+        [--train-limit N] [--eval-limit N] [--parallel] [--trainers preflab,trl] [--keep DIR]
     .venv-bench/bin/python bench/reward_quality.py --trainers preflab-rss [--rss-steps 3]   # memory only
 
 Data: helpful-base-test + harmless-base-test (4,666 transcript pairs) split into the shared dialogue
@@ -41,6 +41,7 @@ import gzip
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -302,6 +303,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rss-steps", type=int, default=3, help="optimizer steps of the preflab-rss run")
     parser.add_argument("--parallel", action="store_true", help="run the trainers at the same time")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="copy each trained model to KEEP/<trainer> (e.g. for ppo_quality.py --reward-model)",
+    )
     parser.add_argument("--child", choices=["preflab", "preflab-rss", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -311,6 +317,9 @@ def child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="reward-quality-") as tmp:
         run = {"preflab": run_ours, "preflab-rss": run_ours_memory, "trl": run_trl}[args.child]
         result = run(args, Path(tmp))
+        if args.keep:
+            ignore = shutil.ignore_patterns("trl-run", "checkpoint")
+            shutil.copytree(tmp, args.keep / args.child, ignore=ignore, dirs_exist_ok=True)
     result["peak_rss_mb"] = peak_rss_mb()
     args.result.write_text(json.dumps(result))
 
