@@ -71,6 +71,12 @@ class PPOTrainRequest(BaseModel):
     target_kl: float | None = Field(
         6.0, gt=0, le=1000, description="Adaptive beta aims at this KL (nats per completion); null: fixed"
     )
+    kl_horizon: int = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="Completions over which the adaptive beta moves by at most 20%: smaller reacts faster",
+    )
     temperature: float | None = Field(
         None, gt=0, le=2.0, description="Sampling temperature; null: the project's"
     )

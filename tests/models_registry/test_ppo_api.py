@@ -1,9 +1,14 @@
 """PPO runs over the API: what the server checks before queueing, the job's config snapshot, a finished
 run registering a policy version, and that version becoming the project's generation model."""
 
+from pathlib import Path
+from types import SimpleNamespace
+
 from tests.api.test_auth import assert_error
 from tests.conftest import create_project
 from tests.labeling.conftest import seed_ready_prompts
+from trainer.client import ClaimedJob
+from trainer.ppo_job import ppo_config
 
 
 def finish_training_job(client, worker, kind: str, job_id: int, metrics: dict | None = None) -> dict:
@@ -41,6 +46,7 @@ def test_bad_ppo_requests_are_422_and_queue_nothing(client, admin, make_account)
         ({"reward_model": reward_id, "batch_size": 8, "minibatch_size": 3}, "minibatch_size", None),
         ({"reward_model": reward_id, "steps": 0}, "steps", "validation_failed"),
         ({"reward_model": reward_id, "learning_rate": -1}, "learning_rate", "validation_failed"),
+        ({"reward_model": reward_id, "kl_horizon": 0}, "kl_horizon", "validation_failed"),
         ({"reward_model": reward_id, "surprise": 1}, "surprise", "validation_failed"),
     ]:
         error = assert_error(client.post(url, json=body, headers=admin.headers), 422, code)
@@ -67,7 +73,14 @@ def test_ppo_run_snapshots_its_config_and_registers_a_policy(client, admin, make
     project = create_project(client, admin, generation={"model": "default", "temperature": 0.6, "top_p": 0.9})
     seed_ready_prompts(client, admin, project["id"], n=10, k=4)
     reward_id = registered_reward_model(client, admin, worker, project["id"])
-    body = {"reward_model": reward_id, "steps": 3, "batch_size": 4, "minibatch_size": 2, "eval_prompts": 3}
+    body = {
+        "reward_model": reward_id,
+        "steps": 3,
+        "batch_size": 4,
+        "minibatch_size": 2,
+        "eval_prompts": 3,
+        "kl_horizon": 200,
+    }
     job_id = client.post(
         f"/api/v1/projects/{project['id']}/train/ppo", json=body, headers=admin.headers
     ).json()["job_id"]
@@ -80,6 +93,13 @@ def test_ppo_run_snapshots_its_config_and_registers_a_policy(client, admin, make
     assert config["steps"] == 3 and config["policy"] == "default" and config["policy_artifact"] is None
     assert config["reward_model_artifact"] == f"reward/job-{_job_of(client, admin, reward_id)}"
     assert config["temperature"] == 0.6 and config["top_p"] == 0.9  # the project's sampling settings
+    # the worker turns the snapshot into the trainer's config
+    worker_side = SimpleNamespace(model_path=lambda path: Path("/artifacts") / path, cache_dir=Path("/cache"))
+    job = ClaimedJob(id=job_id, kind="ppo", project_id=project["id"], config=config, attempt=1)
+    trainer_config = ppo_config(worker_side, job)
+    assert trainer_config.kl_horizon == 200 and trainer_config.batch_size == 4
+    assert trainer_config.reward_model == f"/artifacts/{config['reward_model_artifact']}"
+    assert trainer_config.temperature == 0.6 and trainer_config.policy == "default"
     prompt_ids = [
         p["id"]
         for p in client.get(
