@@ -18,15 +18,16 @@ scored on its held-out pairs. ``--train-limit`` / ``--eval-limit`` keep every k-
 stay represented) when the machine is too slow for the full epoch.
 
 Both trainers: backbone all-MiniLM-L6-v2 (``resolve_backbone("default")``), score head seeded the same,
-1 epoch, AdamW lr 2e-5, weight decay 0, linear warm-up over 10% of the steps then linear decay, gradient
-clipping 1.0, 8 pairs per optimizer step, dropout on, full precision on CPU. Both read the SAME token ids:
+--epochs (1), fused AdamW at --lr (2e-5), weight decay 0, linear warm-up over 10% of the steps then
+linear decay, gradient clipping 1.0, 8 pairs per optimizer step, dropout on, full precision on CPU.
+Both read the SAME token ids:
 each (prompt, answer) is encoded once by ``trainer.reward_data.encode`` (``role: content`` lines, the
 prompt cut from the left to fit --max-length) and TRL receives them pre-tokenised (``chosen_ids`` /
 ``rejected_ids``), because TRL 1.x would otherwise drop, not truncate, pairs longer than ``max_length``.
 What differs: TRL forwards each pair's chosen and rejected rows in one batch of 2x8 rows (ours: the two
 completions of each of 8 rankings, the same 16 rows for K=2); the data order (each trainer shuffles with
-its own seeded sampler); the AdamW implementation (TRL's default ``adamw_torch_fused``); ours also runs a
-normalisation pass over the training completions and saves ``preflab.json`` inside the timed call.
+its own seeded sampler); ours also runs a normalisation pass over the training completions and saves
+``preflab.json`` inside the timed call.
 
 Accuracy: each saved model scores the held-out (prompt, chosen) and (prompt, rejected) with
 ``trainer.reward.score`` (same encoding, same max length); accuracy = share of pairs with
