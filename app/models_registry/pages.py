@@ -74,6 +74,7 @@ def start_ppo_run(
     learning_rate: Annotated[str, Form()] = "1e-5",
     kl_coef: Annotated[str, Form()] = "0.05",
     target_kl: Annotated[str, Form()] = "6",
+    kl_horizon: Annotated[str, Form()] = "10000",
     lora_r: Annotated[str, Form()] = "0",
 ):
     def queue() -> str:
@@ -87,6 +88,7 @@ def start_ppo_run(
             learning_rate=learning_rate,
             kl_coef=kl_coef,
             target_kl=target_kl.strip() or None,  # empty: a fixed beta
+            kl_horizon=kl_horizon.strip() or 10_000,
             lora_r=lora_r.strip() or 0,
         )
         job = service.queue_ppo_training(session, project=project, request=body, created_by_id=admin.id)

@@ -85,7 +85,13 @@ def test_ppo_from_the_project_page_to_generating_with_the_new_policy(client, adm
     detail = client.get(f"/projects/{project['id']}")
     assert "Run PPO" in detail.text and f'<option value="{reward_id}">' in detail.text
 
-    form = {"csrf_token": csrf, "reward_model": str(reward_id), "policy": "default", "steps": "5"}
+    form = {
+        "csrf_token": csrf,
+        "reward_model": str(reward_id),
+        "policy": "default",
+        "steps": "5",
+        "kl_horizon": "200",
+    }
     bad = client.post(f"/projects/{project['id']}/train/ppo", data={**form, "minibatch_size": "3"})
     assert bad.status_code == 422 and "minibatch_size" in bad.text
     assert (
@@ -103,6 +109,7 @@ def test_ppo_from_the_project_page_to_generating_with_the_new_policy(client, adm
         "/api/v1/worker/claim", json={"kinds": ["ppo"], "worker": "w"}, headers=worker.headers
     ).json()
     assert claimed["id"] == job_id and claimed["config"]["steps"] == 5
+    assert claimed["config"]["kl_horizon"] == 200
     sample = {
         "prompt": [{"role": "user", "content": "Say hi"}],
         "completion": "<script>alert(1)</script> hi",
