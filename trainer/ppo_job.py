@@ -42,7 +42,8 @@ def ppo_config(ctx: Any, job: ClaimedJob) -> PPOConfig:
         checkpoint_every=int(c["checkpoint_every"]),
         lora_r=int(c.get("lora_r", 0)),
         whiten_rewards=bool(c.get("whiten_rewards", False)),
-        kl_horizon=int(c.get("kl_horizon", 10_000)),  # absent from jobs queued before it was settable
+        # absent from jobs queued before it was settable: the trainer's default
+        kl_horizon=int(c.get("kl_horizon", PPOConfig.kl_horizon)),
         **optional,
     )
 

@@ -74,7 +74,7 @@ def start_ppo_run(
     learning_rate: Annotated[str, Form()] = "1e-5",
     kl_coef: Annotated[str, Form()] = "0.05",
     target_kl: Annotated[str, Form()] = "6",
-    kl_horizon: Annotated[str, Form()] = "10000",
+    kl_horizon: Annotated[str, Form()] = "",
     lora_r: Annotated[str, Form()] = "0",
 ):
     def queue() -> str:
@@ -88,8 +88,8 @@ def start_ppo_run(
             learning_rate=learning_rate,
             kl_coef=kl_coef,
             target_kl=target_kl.strip() or None,  # empty: a fixed beta
-            kl_horizon=kl_horizon.strip() or 10_000,
             lora_r=lora_r.strip() or 0,
+            **({"kl_horizon": kl_horizon} if kl_horizon.strip() else {}),  # empty: the API's default
         )
         job = service.queue_ppo_training(session, project=project, request=body, created_by_id=admin.id)
         return f"/jobs/{job.id}"
