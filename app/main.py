@@ -6,12 +6,14 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.access_log import quiet_worker_polling
 from app.agreement import pages as agreement_pages
 from app.agreement import router as agreement_api
+from app.api_docs import API_PREFIX, OPENAPI_URL
+from app.api_docs import router as api_docs
 from app.auth import pages as auth_pages
 from app.auth import router as auth_api
 from app.db import make_engine, make_session_factory
@@ -29,20 +31,22 @@ from app.models_registry import router as models_api
 from app.projects import pages as project_pages
 from app.projects import router as project_api
 from app.prompts import router as prompt_api
-from app.settings import PROJECT_ROOT, Settings, get_settings
+from app.response_headers import ResponseHeaders
+from app.settings import Settings, get_settings
+from app.static_files import STATIC_PREFIX, assets
 from app.web import render
 
-API_PREFIX = "/api/v1"
 log = logging.getLogger("preflab")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    quiet_worker_polling()
     app = FastAPI(
         title="PrefLab",
         version="0.1.0",
-        docs_url=f"{API_PREFIX}/docs",
-        openapi_url=f"{API_PREFIX}/openapi.json",
+        openapi_url=OPENAPI_URL,
+        docs_url=None,  # app/api_docs.py serves both pages from vendored files (FastAPI's use a CDN)
         redoc_url=None,
     )
     app.state.settings = settings
@@ -74,7 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ]
     for pages in pages_routers:
         app.include_router(pages)
-    app.mount("/static", StaticFiles(directory=str(PROJECT_ROOT / "static")), name="static")
+    app.include_router(api_docs)
+    app.mount(STATIC_PREFIX, assets, name="static")
+    app.add_middleware(ResponseHeaders)
 
     _install_error_handlers(app)
 

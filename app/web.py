@@ -14,10 +14,12 @@ from fastapi.templating import Jinja2Templates
 from app.dependencies import Caller
 from app.markdown import render_markdown
 from app.settings import PROJECT_ROOT
+from app.static_files import static_url
 
 templates = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))
 templates.env.filters["markdown"] = render_markdown
 templates.env.globals["app_name"] = "PrefLab"
+templates.env.globals["static_url"] = static_url  # content-versioned, so browsers may cache for a year
 
 
 def is_htmx(request: Request) -> bool:

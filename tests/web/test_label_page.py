@@ -18,6 +18,7 @@ from app.db import utcnow
 from app.jobs.models import Job
 from app.labeling.models import Assignment, Comparison, Ranking
 from app.settings import PROJECT_ROOT
+from app.static_files import static_url
 from tests.conftest import Account, browser_login, create_project
 from tests.labeling.conftest import seed_ready_prompts
 
@@ -141,9 +142,9 @@ def test_progress_and_nothing_left(client, admin, labeler, project) -> None:
 
 def test_the_scripts_are_local_and_sortable_is_the_pinned_one(client, labeler, project) -> None:
     page = client.get(f"/label?project_id={project['id']}").text
-    for path in ("/static/js/Sortable.min.js", "/static/js/label.js"):
-        assert f'<script src="{path}" defer></script>' in page
-        assert client.get(path).status_code == 200, path
+    for path in ("js/Sortable.min.js", "js/label.js"):
+        assert f'<script src="{static_url(path)}" defer></script>' in page
+        assert client.get(static_url(path)).status_code == 200, path
     vendored = (PROJECT_ROOT / "static" / "VENDORED.md").read_text()
     row = next(line for line in vendored.splitlines() if line.startswith("| `js/Sortable.min.js`"))
     digest = hashlib.sha256((PROJECT_ROOT / "static/js/Sortable.min.js").read_bytes()).hexdigest()
