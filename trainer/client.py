@@ -124,11 +124,13 @@ class ApiClient:
         progress: float | None = None,
         metrics: dict | None = None,
         log_text: str | None = None,
+        retries: int | None = None,
     ) -> None:
         self.request(
             "POST",
             f"/jobs/{job.id}/events",
             json={"attempt": job.attempt, "progress": progress, "metrics": metrics or {}, "log": log_text},
+            retries=retries,
         )
 
     def complete(self, job: ClaimedJob, *, artifact: str | None = None, metrics: dict | None = None) -> None:

@@ -11,16 +11,20 @@ each, and every completion says which model wrote it (see docs/evaluations.md).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from trainer.client import ClaimedJob
+from trainer.client import ClaimedJob, ServerUnavailable
 from trainer.generation import generate_completions
+from trainer.sampling import StepCallback
 
 PASSES = 3  # rounds over what is still pending; each round uses a fresh seed
+PROGRESS_SECONDS = 2.0
+"""Least time between two progress reports sent while a batch decodes (the card polls every 2 s)."""
 
 
 @dataclass
@@ -64,13 +68,13 @@ def run_generate_job(ctx: Any, job: ClaimedJob) -> dict[str, Any]:
     """`ctx` is the worker: it has `api`, `load_policy(spec, artifact)` and `check_stop()`.
     Returns final metrics."""
     config = GenerateConfig.from_job(job)
+    ctx.api.event(job, progress=0.0, log_text=f"loading {', '.join(_model_names(config))}")
     if config.models:
         policies = {m["model"]: ctx.load_policy(m["model"], m.get("model_artifact")) for m in config.models}
         generate = partial(_generate_batch_per_model, policies)
     else:
         generate = partial(_generate_batch, ctx.load_policy(config.model, config.model_artifact))
-    added = tokens = 0
-    started = time.monotonic()
+    progress = _Progress(ctx, job)
     total = None
     for pass_number in range(PASSES):
         pending = list(ctx.api.pending_prompts(job.project_id))
@@ -80,30 +84,72 @@ def run_generate_job(ctx: Any, job: ClaimedJob) -> dict[str, Any]:
         for start in range(0, len(pending), config.batch_size):
             ctx.check_stop()
             batch = pending[start : start + config.batch_size]
-            items, batch_tokens = generate(batch, config, seed=config.seed + 1_000_003 * pass_number)
-            result = ctx.api.store_completions(job, items)
-            added += result["added"]
-            tokens += batch_tokens
-            elapsed = time.monotonic() - started
-            done = max(0, total - result["prompts_remaining"])
-            ctx.api.event(
-                job,
-                progress=min(1.0, done / total) if total else 1.0,
-                metrics={
-                    "generate/completions": added,
-                    "generate/prompts_remaining": result["prompts_remaining"],
-                    "generate/tokens_per_second": tokens / elapsed,
-                },
+            progress.start_batch(total=total, batch_prompts=len(batch))
+            items, batch_tokens = generate(
+                batch, config, seed=config.seed + 1_000_003 * pass_number, on_step=progress.on_step
             )
+            result = ctx.api.store_completions(job, items)
+            progress.batch_stored(result, batch_tokens)
     return {
-        "generate/completions": added,
+        "generate/completions": progress.added,
         "generate/prompts": total or 0,
-        "generate/seconds": round(time.monotonic() - started, 2),
+        "generate/seconds": round(time.monotonic() - progress.started, 2),
     }
 
 
+def _model_names(config: GenerateConfig) -> list[str]:
+    return [m["model"] for m in config.models] if config.models else [config.model]
+
+
+class _Progress:
+    """A generate job's progress, reported per stored batch and, while a batch decodes, per decoding
+    step (at most every PROGRESS_SECONDS): a batch of many prompts no longer sits at 0% for minutes.
+
+    Mid-batch, a batch counts as done in proportion to its decoding steps out of ``max_new_tokens``
+    (an upper bound: rows that stop early end the batch sooner), capped below 100% until it is stored.
+    """
+
+    def __init__(self, ctx: Any, job: ClaimedJob) -> None:
+        self.ctx, self.job = ctx, job
+        self.started = time.monotonic()
+        self.last_report = self.started
+        self.added = self.tokens = 0
+        self.done = 0  # prompts of this job with all their completions stored
+        self.total = 0
+        self.batch_prompts = 0
+        self.reported = 0.0  # progress only moves forward (a re-sampling round restarts its steps)
+
+    def start_batch(self, *, total: int, batch_prompts: int) -> None:
+        self.total, self.batch_prompts = total, batch_prompts
+
+    def on_step(self, step: int, max_steps: int) -> None:
+        self.ctx.check_stop()  # a worker told to stop leaves mid-batch, not after it
+        now = time.monotonic()
+        if now - self.last_report < PROGRESS_SECONDS or not self.total:
+            return
+        self.last_report = now
+        within = min(step / max_steps, 0.95) * self.batch_prompts
+        with contextlib.suppress(ServerUnavailable):  # a missed mid-batch report costs nothing
+            self._report((self.done + within) / self.total, retries=0)
+
+    def batch_stored(self, result: dict, batch_tokens: int) -> None:
+        self.added += result["added"]
+        self.tokens += batch_tokens
+        self.done = max(0, self.total - result["prompts_remaining"])
+        self.last_report = time.monotonic()
+        self._report(self.done / self.total if self.total else 1.0, remaining=result["prompts_remaining"])
+
+    def _report(self, progress: float, *, remaining: int | None = None, retries: int | None = None) -> None:
+        self.reported = max(self.reported, min(1.0, progress))
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        metrics = {"generate/completions": self.added, "generate/tokens_per_second": self.tokens / elapsed}
+        if remaining is not None:
+            metrics["generate/prompts_remaining"] = remaining
+        self.ctx.api.event(self.job, progress=self.reported, metrics=metrics, retries=retries)
+
+
 def _generate_batch(
-    policy: Any, prompts: list[dict], config: GenerateConfig, seed: int
+    policy: Any, prompts: list[dict], config: GenerateConfig, seed: int, on_step: StepCallback | None = None
 ) -> tuple[list[dict], int]:
     """Generate what each prompt lacks; prompts lacking the same number share one `generate` call."""
     by_need: dict[int, list[dict]] = defaultdict(list)
@@ -121,6 +167,7 @@ def _generate_batch(
             top_p=config.top_p,
             max_new_tokens=config.max_new_tokens,
             seed=seed,
+            on_step=on_step,
         )
         for prompt, completions in zip(group, results, strict=True):
             tokens += sum(c.num_tokens for c in completions)
@@ -136,7 +183,11 @@ def _generate_batch(
 
 
 def _generate_batch_per_model(
-    policies: dict[str, Any], prompts: list[dict], config: GenerateConfig, seed: int
+    policies: dict[str, Any],
+    prompts: list[dict],
+    config: GenerateConfig,
+    seed: int,
+    on_step: StepCallback | None = None,
 ) -> tuple[list[dict], int]:
     """One completion from each model for every prompt that lacks that model's; each names its model."""
     completions: dict[int, list[dict]] = defaultdict(list)
@@ -153,6 +204,7 @@ def _generate_batch_per_model(
             top_p=config.top_p,
             max_new_tokens=config.max_new_tokens,
             seed=seed,
+            on_step=on_step,
         )
         for prompt, (generated,) in zip(group, results, strict=True):
             tokens += generated.num_tokens

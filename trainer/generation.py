@@ -11,7 +11,8 @@ How a call runs, top to bottom:
 
 Seeding. ``generate`` would draw every row from the one global torch RNG, so a completion would depend on
 which other prompts shared its batch. Instead every completion gets its own seed, derived from
-``(seed, rendered prompt, slot, attempt)``, and its own ``torch.Generator`` (see :class:`PerRowSampler`).
+``(seed, rendered prompt, slot, attempt)``, and its own ``torch.Generator`` (see
+:class:`trainer.sampling.PerRowSampler`).
 A completion is therefore a function of (model, prompt, seed, sampling settings) alone: batching,
 batch size, re-sampling one twin or the one-by-one loop reproduce it, up to floating-point differences
 between batch shapes. The seed is recorded on each :class:`Generated`.
@@ -23,12 +24,14 @@ import hashlib
 import inspect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, TypeVar
 
 import torch
-from transformers import Cache, LogitsProcessor, LogitsProcessorList, PreTrainedModel
+from transformers import Cache, LogitsProcessorList, PreTrainedModel, StoppingCriteriaList
 
 from trainer.policy import Policy
+from trainer.sampling import PerRowSampler, StepCallback, StepReporter
 
 Chat = list[dict[str, str]]
 """A prompt: chat messages such as ``[{"role": "user", "content": "..."}]``."""
@@ -113,12 +116,14 @@ def generate_completions(
     seed: int,
     max_prompt_tokens: int | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    on_step: StepCallback | None = None,
 ) -> list[list[Generated]]:
     """Return ``k`` distinct, non-empty completions for each prompt, in prompt order.
 
     All prompts go through one batched ``generate`` call (plus one more per re-sampling round, if any);
     split long lists with :func:`generate_in_batches`. Raises :class:`DuplicateCompletionsError` when a
     prompt still has twins after ``max_attempts`` draws per slot, and :class:`PromptTooLongError`.
+    ``on_step`` is called after every decoding step (each re-sampling round counts its steps anew).
     """
     return _generate_distinct(
         policy,
@@ -128,7 +133,7 @@ def generate_completions(
         seed=seed,
         max_prompt_tokens=max_prompt_tokens,
         max_attempts=max_attempts,
-        draw=_draw_batched,
+        draw=partial(_draw_batched, on_step=on_step),
     )
 
 
@@ -287,10 +292,14 @@ def _encode_chats(policy: Policy, chats: list[Chat], max_prompt_tokens: int | No
 
 
 def _draw_batched(
-    policy: Policy, prompts: list[_Prompt], seeds: list[list[int]], settings: SamplingSettings
+    policy: Policy,
+    prompts: list[_Prompt],
+    seeds: list[list[int]],
+    settings: SamplingSettings,
+    on_step: StepCallback | None = None,
 ) -> list[list[Generated]]:
     """Everything in one ``generate`` call."""
-    return _sample(policy, [prompt.ids for prompt in prompts], seeds, settings)
+    return _sample(policy, [prompt.ids for prompt in prompts], seeds, settings, on_step=on_step)
 
 
 def _draw_one_by_one(
@@ -305,7 +314,11 @@ def _draw_one_by_one(
 
 @torch.inference_mode()
 def _sample(
-    policy: Policy, prompt_ids: list[list[int]], seeds: list[list[int]], settings: SamplingSettings
+    policy: Policy,
+    prompt_ids: list[list[int]],
+    seeds: list[list[int]],
+    settings: SamplingSettings,
+    on_step: StepCallback | None = None,
 ) -> list[list[Generated]]:
     """Sample one completion per seed, ``seeds[i]`` for prompt ``i``, in one ``generate`` call.
 
@@ -336,6 +349,9 @@ def _sample(
         pad_token_id=tokenizer.pad_token_id,
         logits_processor=LogitsProcessorList(
             [PerRowSampler(flat_seeds, settings.temperature, settings.top_p, device=model.device)]
+        ),
+        stopping_criteria=StoppingCriteriaList(
+            [StepReporter(on_step, settings.max_new_tokens)] if on_step else []
         ),
     )  # (R, T + new)
     new_tokens = sequences[:, input_ids.shape[1] :].tolist()  # (R, new)
@@ -377,58 +393,3 @@ def _decode(policy: Policy, tokens: list[int], seed: int) -> Generated:
     content = tokens[:stop] if finished else tokens
     text = policy.tokenizer.decode(content, skip_special_tokens=True)
     return Generated(text=text, seed=seed, num_tokens=len(content) + int(finished), finished=finished)
-
-
-class PerRowSampler(LogitsProcessor):
-    """Draw each row's next token with temperature and top-p, from that row's own ``torch.Generator``.
-
-    Given to a greedy ``generate`` as its last logits processor: it returns scores that are 0 for the
-    drawn token and -inf elsewhere, so generate's argmax takes exactly the drawn token. Rows that already
-    finished keep drawing (their tokens are replaced by padding), so each generator's stream depends on
-    its own row only.
-
-    Why not ``torch.multinomial`` and a full sort for top-p, as ``generate`` does: over a 49k vocabulary
-    on CPU they cost more than the model's forward pass at batch 32 (~50 ms and ~60 ms per step for 32
-    rows). The nucleus is found among the top ``candidates`` tokens (exact: if any row's nucleus is
-    wider, every row falls back to a full sort; SmolLM2's at top_p=0.95 has a few hundred tokens) and
-    one uniform number per row picks a token by inverse CDF.
-    """
-
-    def __init__(
-        self,
-        seeds: list[int],
-        temperature: float,
-        top_p: float,
-        device: torch.device,
-        candidates: int = 1024,
-    ) -> None:
-        self.generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
-        self.temperature = temperature
-        self.top_p = top_p
-        self.candidates = candidates
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if scores.shape[0] != len(self.generators):
-            raise ValueError(f"{scores.shape[0]} rows but {len(self.generators)} seeds")
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1)  # (R, V)
-        token_ids, weights = self._nucleus(probs)  # (R, C), (R, C): C candidates, 0 weight outside
-        cdf = weights.cumsum(dim=-1)  # (R, C)
-        uniform = torch.stack([torch.rand((), generator=g, device=probs.device) for g in self.generators])
-        position = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True)  # (R, 1)
-        drawn = token_ids.gather(1, position.clamp(max=cdf.shape[1] - 1))  # (R, 1)
-        return torch.full_like(scores, float("-inf")).scatter_(1, drawn, 0.0)  # (R, V)
-
-    def _nucleus(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Candidate token ids and their probabilities, zeroed outside the top-p nucleus.
-
-        The nucleus is the most likely tokens whose mass reaches ``top_p`` (the first token always kept),
-        as in ``TopPLogitsWarper``.
-        """
-        if self.top_p >= 1.0:  # no truncation: every token is a candidate, no sort needed
-            ids = torch.arange(probs.shape[1], device=probs.device).expand_as(probs)  # (R, V)
-            return ids, probs
-        top_probs, top_ids = probs.topk(min(self.candidates, probs.shape[1]), dim=-1)  # (R, C) descending
-        if (top_probs.sum(dim=-1) < self.top_p).any():  # some nucleus is wider than the candidates
-            top_probs, top_ids = probs.sort(dim=-1, descending=True)  # (R, V)
-        mass_before = top_probs.cumsum(dim=-1) - top_probs  # (R, C) mass of the more likely tokens
-        return top_ids, top_probs * (mass_before < self.top_p)

@@ -22,7 +22,6 @@ from trainer import policy as policy_module  # noqa: E402
 from trainer.generation import (  # noqa: E402
     DuplicateCompletionsError,
     Generated,
-    PerRowSampler,
     PromptTooLongError,
     batched,
     generate_completions,
@@ -30,6 +29,7 @@ from trainer.generation import (  # noqa: E402
     generate_in_batches,
 )
 from trainer.policy import Policy, load_policy, resolve_model_dir  # noqa: E402
+from trainer.sampling import PerRowSampler  # noqa: E402
 
 CHATS = [
     [{"role": "user", "content": "what is the capital of france"}],
@@ -211,6 +211,23 @@ def test_generate_in_batches_matches_one_call(tiny_policy: Policy, monkeypatch) 
 
     assert generate_in_batches(tiny_policy, CHATS, batch_size=2, **settings) == whole
     assert [call["input_ids"].shape[0] for call in calls] == [2 * 2, 1 * 2]  # prompts x k rows
+
+
+def test_on_step_reports_every_decoding_step_and_can_stop_generation(tiny_policy: Policy) -> None:
+    steps: list[tuple[int, int]] = []
+    generate(tiny_policy, k=2, on_step=lambda step, of: steps.append((step, of)))
+    assert steps[:3] == [(1, MAX_NEW_TOKENS), (2, MAX_NEW_TOKENS), (3, MAX_NEW_TOKENS)]
+    assert all(of == MAX_NEW_TOKENS for _, of in steps) and len(steps) >= 1
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_two(step: int, _of: int) -> None:
+        if step == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        generate(tiny_policy, k=2, on_step=stop_at_two)
 
 
 def test_batched_splits_into_chunks() -> None:
