@@ -105,16 +105,19 @@ class Worker:
     # --- the loop ----------------------------------------------------------------------------------
 
     def run(self, *, once: bool = False) -> None:
-        log.info("worker %s polling for %s jobs", self.name, ", ".join(self.kinds))
+        log.info("worker %s polling %s for %s jobs", self.name, self.api.server, ", ".join(self.kinds))
         delay = self.poll_seconds
         reached = False  # before the first answer, a refused connection is a server still starting
         while not self.stopping.is_set():
             try:
                 job = self.api.claim(self.kinds, self.name, retries=0)
+                if not reached:
+                    log.info("server reached; waiting for jobs")
                 reached = True
             except ServerUnavailable as exc:
                 delay = min(delay * 2, 60.0)  # the server is down or restarting: back off
-                level = logging.WARNING if reached else logging.INFO
+                # Not an error while the server starts (`serve --with-worker` starts both at once).
+                level = logging.WARNING if reached else logging.DEBUG
                 log.log(level, "server unavailable (%s); next try in %.0fs", exc, delay)
                 self.stopping.wait(delay)
                 continue

@@ -3,6 +3,7 @@ generates, completions land, labelers can rank. Also the worker's behaviour at t
 SIGTERM."""
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -78,6 +79,44 @@ def test_generate_job_fills_every_prompt(
     assert len(task["completions"]) == 3
 
 
+def test_generate_job_reports_progress_while_a_batch_decodes(
+    client, admin, make_account, live_server, tiny_model, tmp_path, monkeypatch
+) -> None:
+    """One batch of many prompts used to sit at 0% until it was stored, then jump to 100%."""
+    import trainer.generate_job
+
+    monkeypatch.setattr(trainer.generate_job, "PROGRESS_SECONDS", 0.0)  # report every decoding step
+    project = create_project(
+        client,
+        admin,
+        completions_per_prompt=2,
+        rankings_per_prompt=1,
+        generation={"model": str(tiny_model), "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 12},
+    )
+    body = "".join(json.dumps({"prompt": f"Tell me about number {i}"}) + "\n" for i in range(6))
+    client.post(
+        f"/api/v1/projects/{project['id']}/prompts",
+        content=body.encode(),
+        headers={**admin.headers, "Content-Type": "application/x-ndjson"},
+    )
+    job_id = client.post(f"/api/v1/projects/{project['id']}/generate", headers=admin.headers).json()["job_id"]
+    worker = Worker(
+        ApiClient(live_server, make_account("worker").token),
+        name="progress",
+        kinds=["generate"],
+        data_dir=tmp_path,
+        poll_seconds=0.1,
+    )
+    worker.run(once=True)
+
+    series = client.get(f"/api/v1/jobs/{job_id}/metrics", headers=admin.headers).json()["items"]
+    progress = [point["progress"] for point in series]
+    assert progress[0] == 0.0, "the first report comes before the model is loaded"
+    assert [p for p in progress if 0.0 < p < 1.0], f"no report while the one batch decoded: {progress}"
+    assert progress == sorted(progress), "progress never moves backwards"
+    assert progress[-1] == 1.0
+
+
 def test_client_retries_then_gives_up_when_server_is_down() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -89,8 +128,12 @@ def test_client_retries_then_gives_up_when_server_is_down() -> None:
     assert sleeps == [0.5, 1.0, 2.0], "exponential back-off between tries"
 
 
-def test_worker_waits_for_a_server_that_starts_later(app, admin, make_account, client, tmp_path) -> None:
+def test_worker_waits_for_a_server_that_starts_later(
+    app, admin, make_account, client, tmp_path, caplog
+) -> None:
     import uvicorn
+
+    caplog.set_level(logging.DEBUG, logger="preflab.worker")
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -121,6 +164,9 @@ def test_worker_waits_for_a_server_that_starts_later(app, admin, make_account, c
     server.should_exit = True
     server_thread.join(timeout=10)
     assert claimed == [job_id]
+    waiting = [r for r in caplog.records if r.name == "preflab.worker" and "unavailable" in r.getMessage()]
+    assert waiting, "the worker did try before the server was up"
+    assert all(r.levelno < logging.INFO for r in waiting), "a server still starting is not an error"
 
 
 def test_worker_process_stops_cleanly_on_sigterm(live_server, make_account, tmp_path) -> None:
