@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from trainer.bundled import POLICY_PACKAGE, default_policy_gguf, package_version
+
+log = logging.getLogger("preflab.policy")
 
 DEFAULT_SPEC = "default"
 DEFAULT_PACKAGE = POLICY_PACKAGE
@@ -103,6 +106,7 @@ def ensure_default_model(cache_dir: Path) -> Path:
             shutil.rmtree(leftover, ignore_errors=True)  # safe: we hold the lock, no one else converts
         if target.exists():  # not ours: a complete conversion always carries the marker
             shutil.rmtree(target)
+        log.info("converting the bundled model %s into %s (once; later runs reuse it)", gguf_path.name, target)
         _convert_atomically(gguf_path, target)
     return target
 
