@@ -106,7 +106,7 @@ def ensure_default_model(cache_dir: Path) -> Path:
             shutil.rmtree(leftover, ignore_errors=True)  # safe: we hold the lock, no one else converts
         if target.exists():  # not ours: a complete conversion always carries the marker
             shutil.rmtree(target)
-        log.info("converting the bundled model %s into %s (once; later runs reuse it)", gguf_path.name, target)
+        log.info("converting the bundled model %s into %s (once, then reused)", gguf_path.name, target)
         _convert_atomically(gguf_path, target)
     return target
 
