@@ -105,7 +105,7 @@ class Worker:
     # --- the loop ----------------------------------------------------------------------------------
 
     def run(self, *, once: bool = False) -> None:
-        log.info("worker %s polling %s for %s jobs", self.name, self.api.server, ", ".join(self.kinds))
+        log.info("worker %s polling for %s jobs at %s", self.name, ", ".join(self.kinds), self.api.server)
         delay = self.poll_seconds
         reached = False  # before the first answer, a refused connection is a server still starting
         while not self.stopping.is_set():

@@ -599,6 +599,6 @@ def test_an_admin_home_redirects_to_projects(client: TestClient, admin: Account)
 def test_static_files_are_served_locally(client: TestClient) -> None:
     page = client.get("/login").text
     for path in ("/static/css/app.css", "/static/js/htmx.min.js", "/static/js/app.js"):
-        assert f'"{path}"' in page
+        assert f'"{path}?v=' in page, "linked with its content version (app/static_files.py)"
         assert client.get(path).status_code == 200, path
     assert "://" not in "".join(re.findall(r'(?:src|href)="([^"]*)"', page))
