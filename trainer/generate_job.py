@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -47,6 +47,14 @@ class GenerateConfig:
     models: list[dict[str, str]] | None = None
     """An evaluation round's models, ``[{"model": spec, "model_artifact"?: path}, ...]``: one completion
     per model per prompt, each posted with its model. None for the usual one-model job."""
+    retry_temperature: float | None = None
+    """Temperature of the passes after the first, which re-draw the prompts still short of K distinct
+    completions (a near-deterministic model gives twins); None: ``temperature`` again."""
+
+    def temperature_of_pass(self, pass_number: int) -> float:
+        return (
+            self.temperature if pass_number == 0 or self.retry_temperature is None else self.retry_temperature
+        )
 
     @classmethod
     def from_job(cls, job: ClaimedJob) -> GenerateConfig:
@@ -61,6 +69,7 @@ class GenerateConfig:
             seed=int(job.config.get("seed", job.id)),
             batch_size=int(job.config.get("batch_size", 8)),
             models=job.config.get("models"),
+            retry_temperature=generation.get("retry_temperature"),
         )
 
 
@@ -86,15 +95,38 @@ def run_generate_job(ctx: Any, job: ClaimedJob) -> dict[str, Any]:
             batch = pending[start : start + config.batch_size]
             progress.start_batch(total=total, batch_prompts=len(batch))
             items, batch_tokens = generate(
-                batch, config, seed=config.seed + 1_000_003 * pass_number, on_step=progress.on_step
+                batch,
+                replace(config, temperature=config.temperature_of_pass(pass_number)),
+                seed=config.seed + 1_000_003 * pass_number,
+                on_step=progress.on_step,
             )
             result = ctx.api.store_completions(job, items)
             progress.batch_stored(result, batch_tokens)
+    short = _report_short_prompts(ctx, job, config)
     return {
         "generate/completions": progress.added,
         "generate/prompts": total or 0,
+        "generate/prompts_short": len(short),
         "generate/seconds": round(time.monotonic() - progress.started, 2),
     }
+
+
+def _report_short_prompts(ctx: Any, job: ClaimedJob, config: GenerateConfig) -> list[dict]:
+    """Prompts still short of K after every pass: the model gave twins however often it was asked.
+
+    They keep the distinct completions they got and stay pending (the project page lists them with their
+    count); the job still succeeds, so one such prompt never costs the others their completions.
+    """
+    short = list(ctx.api.pending_prompts(job.project_id))
+    if short:
+        listed = ", ".join(f"#{p['id']} ({len(p['completions'])}/{config.k})" for p in short[:50])
+        ctx.api.event(
+            job,
+            log_text=f"{len(short)} prompt(s) got fewer than K={config.k} distinct completions after "
+            f"{PASSES} passes (the model repeats itself on them; a higher retry temperature may help): "
+            f"{listed}",
+        )
+    return short
 
 
 def _model_names(config: GenerateConfig) -> list[str]:
@@ -168,6 +200,7 @@ def _generate_batch(
             max_new_tokens=config.max_new_tokens,
             seed=seed,
             on_step=on_step,
+            keep_partial=True,  # a prompt the model repeats itself on keeps its distinct completions
         )
         for prompt, completions in zip(group, results, strict=True):
             tokens += sum(c.num_tokens for c in completions)
@@ -205,8 +238,12 @@ def _generate_batch_per_model(
             max_new_tokens=config.max_new_tokens,
             seed=seed,
             on_step=on_step,
+            keep_partial=True,  # a prompt the model repeats itself on keeps its distinct completions
         )
-        for prompt, (generated,) in zip(group, results, strict=True):
+        for prompt, row in zip(group, results, strict=True):
+            if not row:  # only empty texts: nothing to store, the prompt stays pending
+                continue
+            (generated,) = row
             tokens += generated.num_tokens
             completions[prompt["id"]].append(
                 {

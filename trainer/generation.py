@@ -117,6 +117,7 @@ def generate_completions(
     max_prompt_tokens: int | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     on_step: StepCallback | None = None,
+    keep_partial: bool = False,
 ) -> list[list[Generated]]:
     """Return ``k`` distinct, non-empty completions for each prompt, in prompt order.
 
@@ -124,6 +125,8 @@ def generate_completions(
     split long lists with :func:`generate_in_batches`. Raises :class:`DuplicateCompletionsError` when a
     prompt still has twins after ``max_attempts`` draws per slot, and :class:`PromptTooLongError`.
     ``on_step`` is called after every decoding step (each re-sampling round counts its steps anew).
+    ``keep_partial``: instead of raising, a prompt that still has twins keeps only its distinct, non-empty
+    completions (fewer than ``k``), so one near-deterministic prompt does not sink the others.
     """
     return _generate_distinct(
         policy,
@@ -134,6 +137,7 @@ def generate_completions(
         max_prompt_tokens=max_prompt_tokens,
         max_attempts=max_attempts,
         draw=partial(_draw_batched, on_step=on_step),
+        keep_partial=keep_partial,
     )
 
 
@@ -228,6 +232,7 @@ def _generate_distinct(
     max_prompt_tokens: int | None,
     max_attempts: int,
     draw: _Draw,
+    keep_partial: bool = False,
 ) -> list[list[Generated]]:
     if k < 1 or max_attempts < 1:
         raise ValueError(f"k and max_attempts must be >= 1 (got k={k}, max_attempts={max_attempts})")
@@ -251,10 +256,12 @@ def _generate_distinct(
             for slot, new in zip(slots, new_row, strict=True):
                 results[i][slot] = replace(new, attempt=attempt)
 
-    # 3. give up loudly rather than hand labelers twins
+    # 3. never hand labelers twins: keep only the distinct ones, or give up loudly
     for i, row in enumerate(results):
-        if _slots_to_resample(row):
-            raise DuplicateCompletionsError(i, [g.text for g in row], max_attempts)
+        if redo := set(_slots_to_resample(row)):
+            if not keep_partial:
+                raise DuplicateCompletionsError(i, [g.text for g in row], max_attempts)
+            results[i] = [generated for slot, generated in enumerate(row) if slot not in redo]
     return results
 
 

@@ -55,6 +55,7 @@ JOB_METRICS = {
     "generate/completions": "completions",
     "generate/prompts": "prompts",
     "generate/tokens_per_second": "tokens/s",
+    "generate/prompts_short": "prompts short of K",
 }
 MAX_JOB_METRICS = 6
 
@@ -67,6 +68,7 @@ FIELD_LABELS = {
     "flags": "Flags",
     "model": "Generating model",
     "temperature": "Temperature",
+    "retry_temperature": "Retry temperature",
     "top_p": "Top-p",
     "max_new_tokens": "Max new tokens",
 }
@@ -138,6 +140,7 @@ class ProjectForm(BaseModel):
     flags: str = ""
     model: str = ""
     temperature: str = ""
+    retry_temperature: str = ""
     top_p: str = ""
     max_new_tokens: str = ""
 
@@ -164,6 +167,7 @@ class ProjectForm(BaseModel):
             flags=", ".join(project.flags),
             model=str(generation.get("model", "default")),
             temperature=str(generation.get("temperature", "")),
+            retry_temperature=str(generation.get("retry_temperature") or ""),
             top_p=str(generation.get("top_p", "")),
             max_new_tokens=str(generation.get("max_new_tokens", "")),
         )
@@ -181,6 +185,7 @@ class ProjectForm(BaseModel):
             "generation": {
                 "model": int(model) if model.isdigit() else model,  # a model version id
                 "temperature": self.temperature.strip(),
+                "retry_temperature": self.retry_temperature.strip() or None,
                 "top_p": self.top_p.strip(),
                 "max_new_tokens": self.max_new_tokens.strip(),
             },

@@ -24,6 +24,13 @@ class GenerationSettings(BaseModel):
     )
     top_p: float = Field(0.95, gt=0, le=1.0)
     max_new_tokens: int = Field(128, ge=1, le=4096)
+    retry_temperature: float | None = Field(
+        None,
+        gt=0,
+        le=2.0,
+        description="Temperature of the passes that re-draw prompts still short of K distinct completions "
+        "(a near-deterministic model repeats itself); null: the same temperature",
+    )
 
 
 class ProjectFields(BaseModel):

@@ -117,6 +117,87 @@ def test_generate_job_reports_progress_while_a_batch_decodes(
     assert progress[-1] == 1.0
 
 
+def repeat_itself_on(policy, word: str) -> None:
+    """Make the policy deterministic on prompts that contain ``word``: those rows always say "paris"."""
+    import torch
+    from transformers import LogitsProcessor
+
+    marker = policy.tokenizer.convert_tokens_to_ids(word)
+    forced = policy.tokenizer.convert_tokens_to_ids("paris")
+    real_generate = policy.model.generate
+
+    class Force(LogitsProcessor):
+        def __init__(self, rows: torch.Tensor) -> None:
+            self.rows = rows
+
+        def __call__(self, input_ids, scores):
+            scores[self.rows] = float("-inf")
+            scores[self.rows, forced] = 0.0
+            return scores
+
+    def generate(**kwargs):
+        rows = (kwargs["input_ids"] == marker).any(dim=1)  # (R,) the prompt rows, left-padded
+        kwargs["logits_processor"].append(Force(rows))  # after the sampler: overrides its draw
+        return real_generate(**kwargs)
+
+    policy.model.generate = generate
+
+
+def test_a_prompt_the_model_repeats_itself_on_keeps_its_completions_and_spares_the_others(
+    client, admin, make_account, live_server, tiny_model, tmp_path
+) -> None:
+    """It used to fail the whole job with DuplicateCompletionsError, taking every prompt down."""
+    project = create_project(
+        client,
+        admin,
+        completions_per_prompt=3,
+        rankings_per_prompt=1,
+        generation={
+            "model": str(tiny_model),
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "max_new_tokens": 8,
+            "retry_temperature": 1.5,
+        },
+    )
+    prompts = [{"prompt": f"what is the capital of france number {i}"} for i in range(4)]
+    prompts.insert(2, {"prompt": "tell me a joke"})
+    body = "".join(json.dumps(p) + "\n" for p in prompts)
+    client.post(
+        f"/api/v1/projects/{project['id']}/prompts",
+        content=body.encode(),
+        headers={**admin.headers, "Content-Type": "application/x-ndjson"},
+    )
+    job_id = client.post(f"/api/v1/projects/{project['id']}/generate", headers=admin.headers).json()["job_id"]
+    worker = Worker(
+        ApiClient(live_server, make_account("worker").token),
+        name="repeats",
+        kinds=["generate"],
+        data_dir=tmp_path,
+        poll_seconds=0.1,
+    )
+    load_policy = worker.load_policy
+
+    def load_repeating_policy(spec, artifact=None):
+        policy = load_policy(spec, artifact)
+        repeat_itself_on(policy, "joke")
+        return policy
+
+    worker.load_policy = load_repeating_policy
+    worker.run(once=True)
+
+    job = client.get(f"/api/v1/jobs/{job_id}", headers=admin.headers).json()
+    assert job["status"] == "succeeded", job
+    assert job["metrics"]["generate/prompts_short"] == 1
+    items = client.get(f"/api/v1/projects/{project['id']}/prompts", headers=admin.headers).json()["items"]
+    by_text = {p["messages"][-1]["content"]: p for p in items}
+    stuck = by_text.pop("tell me a joke")
+    assert stuck["status"] == "pending" and [c["text"] for c in stuck["completions"]] == [" ".join(["paris"] * 8)]
+    assert all(p["status"] == "ready" and len(p["completions"]) == 3 for p in by_text.values())
+    page = client.get(f"/projects/{project['id']}/jobs", headers=admin.headers)
+    assert "prompts short of K" in page.text
+
+
 def test_client_retries_then_gives_up_when_server_is_down() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

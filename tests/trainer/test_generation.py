@@ -260,6 +260,12 @@ def test_persistent_twins_raise_after_the_bounded_attempts(tiny_policy: Policy, 
     assert len(calls) == 3  # the first draw, then one re-sampling round per extra attempt
 
 
+def test_keep_partial_keeps_the_distinct_completions_instead_of_raising(tiny_policy: Policy) -> None:
+    force_logits(tiny_policy, only_tokens(tiny_policy, ["paris"]))
+    rows = generate(tiny_policy, k=3, max_new_tokens=2, max_attempts=2, keep_partial=True)
+    assert [[g.text for g in row] for row in rows] == [["paris paris"]] * len(CHATS)
+
+
 def test_empty_completions_are_resampled_then_raise(tiny_policy: Policy) -> None:
     force_logits(tiny_policy, only_tokens(tiny_policy, ["<eos>"]))  # every completion ends at once
     with pytest.raises(DuplicateCompletionsError, match="only 0 distinct non-empty"):
