@@ -93,8 +93,10 @@ class PPOConfig:
     """Initial beta, the weight of the per-token KL penalty."""
     target_kl: float | None = 6.0
     """Target KL (nats per completion) for the adaptive controller; None keeps beta fixed at ``kl_coef``."""
-    kl_horizon: int = 10_000
-    """Horizon of the adaptive controller (Ziegler et al.): larger = slower beta changes."""
+    kl_horizon: int | None = None
+    """Horizon of the adaptive controller (Ziegler et al.): larger = slower beta changes. None: a tenth
+    of the run's completions (see :func:`kl_horizon_for`), so beta can move about sevenfold in one run;
+    with a fixed 10,000 it hardly moved in a CPU run of a few hundred completions and KL overshot."""
     seed: int = 0
     """Seeds prompts order, sampling and minibatch shuffles; step ``s`` reseeds with ``seed + s``."""
     temperature: float = 0.7
@@ -252,6 +254,17 @@ class FixedKLController:
 
     def update(self, current_kl: float, n_steps: int) -> None:
         pass
+
+
+def kl_horizon_for(config: PPOConfig) -> int:
+    """The adaptive controller's horizon: the configured one, else a tenth of the run's completions.
+
+    beta changes by a factor ``1 + e * batch / horizon`` per step with ``|e| <= 0.2``; over a run of
+    ``steps * batch`` completions and this horizon, that compounds to at most ``e^2``: about 7x.
+    """
+    if config.kl_horizon is not None:
+        return config.kl_horizon
+    return max(config.batch_size, config.steps * config.batch_size // 10)
 
 
 class AdaptiveKLController:
@@ -578,7 +591,7 @@ def train_ppo(
             return forward_logprobs(ref, input_ids, attention_mask, response, config.temperature)[0]
 
     kl_ctl = (
-        AdaptiveKLController(config.kl_coef, config.target_kl, config.kl_horizon)
+        AdaptiveKLController(config.kl_coef, config.target_kl, kl_horizon_for(config))
         if config.target_kl is not None
         else FixedKLController(config.kl_coef)
     )

@@ -42,8 +42,8 @@ def ppo_config(ctx: Any, job: ClaimedJob) -> PPOConfig:
         checkpoint_every=int(c["checkpoint_every"]),
         lora_r=int(c.get("lora_r", 0)),
         whiten_rewards=bool(c.get("whiten_rewards", False)),
-        # absent from jobs queued before it was settable: the trainer's default
-        kl_horizon=int(c.get("kl_horizon", PPOConfig.kl_horizon)),
+        # null or absent (jobs queued before it was settable): follows the run's length
+        kl_horizon=int(c["kl_horizon"]) if c.get("kl_horizon") is not None else None,
         **optional,
     )
 

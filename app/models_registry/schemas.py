@@ -71,11 +71,13 @@ class PPOTrainRequest(BaseModel):
     target_kl: float | None = Field(
         6.0, gt=0, le=1000, description="Adaptive beta aims at this KL (nats per completion); null: fixed"
     )
-    kl_horizon: int = Field(
-        10_000,
+    kl_horizon: int | None = Field(
+        None,
         ge=1,
         le=10_000_000,
-        description="Completions over which the adaptive beta moves by at most 20%: smaller reacts faster",
+        description="Completions over which the adaptive beta moves by at most 20%: smaller reacts faster; "
+        "null: a tenth of the run's completions (steps x batch_size / 10, at least one batch), so beta can "
+        "move about sevenfold within the run and a default run can be held to its target KL",
     )
     temperature: float | None = Field(
         None, gt=0, le=2.0, description="Sampling temperature; null: the project's"

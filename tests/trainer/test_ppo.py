@@ -18,6 +18,7 @@ from trainer.ppo import (  # noqa: E402
     apply_missing_eos_penalty,
     compute_gae,
     compute_rewards,
+    kl_horizon_for,
     ppo_losses,
     train_ppo,
     whiten,
@@ -69,6 +70,19 @@ def test_missing_eos_penalty_replaces_the_score():
         apply_missing_eos_penalty(scores, finished, -1.0), torch.tensor([3.0, -1.0, -1.0])
     )
     torch.testing.assert_close(apply_missing_eos_penalty(scores, finished, None), scores)
+
+
+def test_the_kl_horizon_follows_the_run_length_unless_set():
+    assert kl_horizon_for(PPOConfig(steps=20, batch_size=8)) == 16  # a tenth of 160 completions
+    assert kl_horizon_for(PPOConfig(steps=3, batch_size=8)) == 8  # at least one batch
+    assert kl_horizon_for(PPOConfig(steps=20, batch_size=8, kl_horizon=10_000)) == 10_000
+    # a run that sits above its target all along can raise beta about e^2-fold, whatever its length
+    for steps in (20, 200):
+        config = PPOConfig(steps=steps, batch_size=8)
+        ctl = AdaptiveKLController(0.05, target=6.0, horizon=kl_horizon_for(config))
+        for _ in range(steps):
+            ctl.update(current_kl=12.0, n_steps=8)
+        assert 6.0 < ctl.value / 0.05 < 7.5
 
 
 def test_adaptive_kl_controller_follows_the_formula():
