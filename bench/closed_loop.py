@@ -131,8 +131,14 @@ def main() -> None:
         body = {"epochs": args.reward_epochs, "learning_rate": 5e-5, "max_length": 256, "batch_rankings": 4}
         job = api.wait_job(api.post(f"/projects/{pid}/train/reward", body)["job_id"])
         reward_id = job["model_id"]
-        accuracy = job["metrics"].get("accuracy/eval")
-        stage(stages, "reward model", started, f"model {reward_id}, held-out accuracy {accuracy}")
+        reward = api.get(f"/models/{reward_id}")
+        verdict = "" if reward["better_than_chance"] else " (NOT better than chance: PPO is forced)"
+        stage(
+            stages,
+            "reward model",
+            started,
+            f"model {reward_id}, held-out accuracy {reward['held_out']}{verdict}",
+        )
 
         started = time.monotonic()
         body = {
@@ -143,6 +149,7 @@ def main() -> None:
             "max_new_tokens": args.max_new_tokens,
             "eval_prompts": 8,
             "learning_rate": args.ppo_lr,
+            "force": True,  # a dry run goes on either way; the verdict above says what it is worth
         }
         ppo_job = api.post(f"/projects/{pid}/train/ppo", body)["job_id"]
         job = api.wait_job(ppo_job, timeout=7200)

@@ -39,6 +39,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_
 
 from trainer.bundled import default_backbone_dir
 from trainer.data import Chat, PreferencePair
+from trainer.intervals import accuracy_with_interval
 from trainer.optim import fused_where_supported
 from trainer.reward_data import (
     Ranking,
@@ -198,6 +199,8 @@ class EncodedRanking:
     pairs: list[tuple[int, int, int]]
     """(chosen_index, rejected_index, tier_gap) into ``sequences``."""
     completion_ids: list[int]
+    prompt_id: int = 0
+    """Which prompt it ranks: held-out figures count prompts, and their interval resamples them."""
 
 
 def encode_rankings(tokenizer, rankings: Sequence[Ranking], max_length: int) -> list[EncodedRanking]:
@@ -206,6 +209,7 @@ def encode_rankings(tokenizer, rankings: Sequence[Ranking], max_length: int) -> 
             sequences=[encode(tokenizer, r.prompt, text, max_length) for text in r.completions],
             pairs=list(r.pairs),
             completion_ids=list(r.completion_ids),
+            prompt_id=r.prompt_id,
         )
         for r in rankings
     ]
@@ -538,7 +542,8 @@ def evaluate(
     accelerator: Accelerator, model, data: Sequence[EncodedRanking], pad_token_id: int, batch_rankings: int
 ) -> dict[str, float]:
     """Plain Bradley-Terry loss (no margin, no centering, each pair once) and pair accuracy on the
-    held-out rankings, and the mean and std of their completions' rewards."""
+    held-out rankings, with its 95% interval and the pair and prompt counts it was measured on
+    (trainer/intervals.py), and the mean and std of their completions' rewards."""
     per_ranking = _rewards_of_rankings(accelerator, model, data, pad_token_id, batch_rankings)
     r_chosen = torch.stack(
         [rewards[c] for rewards, r in zip(per_ranking, data, strict=True) for c, _, _ in r.pairs]
@@ -547,9 +552,10 @@ def evaluate(
         [rewards[j] for rewards, r in zip(per_ranking, data, strict=True) for _, j, _ in r.pairs]
     )
     all_rewards = torch.cat(per_ranking)
+    prompt_of_pair = [r.prompt_id for r in data for _ in r.pairs]
     return {
         "loss/eval": bradley_terry_loss(r_chosen, r_rejected).item(),
-        "accuracy/eval": (r_chosen > r_rejected).float().mean().item(),
+        **accuracy_with_interval((r_chosen > r_rejected).tolist(), prompt_of_pair),
         "reward/mean": all_rewards.mean().item(),
         "reward/std": all_rewards.std(unbiased=False).item(),
     }

@@ -14,14 +14,29 @@ from app.jobs import service as jobs
 from app.jobs.charts import metric_chart
 from app.jobs.models import FINISHED
 from app.models_registry import service
+from app.models_registry.models import ModelVersion
+from app.models_registry.quality import HeldOut, chance_verdict, held_out
 from app.models_registry.schemas import PPOTrainRequest, RewardTrainRequest
 from app.projects import service as projects
 from app.projects.dependencies import ProjectDep
 from app.projects.models import Project
 from app.projects.schemas import ProjectUpdate
-from app.web import is_htmx, redirect, render
+from app.web import is_htmx, redirect, render, templates
 
 router = APIRouter(include_in_schema=False)
+
+
+def held_out_of(version: ModelVersion) -> HeldOut | None:
+    return held_out(version.kind, version.metrics)
+
+
+def at_chance_because(version: ModelVersion) -> str | None:
+    return chance_verdict(version.kind, version.metrics)
+
+
+# The Models page, the run page and the PPO card show a reward model's figures the same way.
+templates.env.globals["held_out_of"] = held_out_of
+templates.env.globals["at_chance_because"] = at_chance_because
 
 CHARTS = {
     "reward": [("Loss", ["loss/train", "loss/eval"]), ("Accuracy", ["accuracy/train", "accuracy/eval"])],
@@ -76,6 +91,7 @@ def start_ppo_run(
     target_kl: Annotated[str, Form()] = "6",
     kl_horizon: Annotated[str, Form()] = "",
     lora_r: Annotated[str, Form()] = "0",
+    force: Annotated[bool, Form()] = False,
 ):
     def queue() -> str:
         body = PPOTrainRequest(
@@ -90,6 +106,7 @@ def start_ppo_run(
             target_kl=target_kl.strip() or None,  # empty: a fixed beta
             lora_r=lora_r.strip() or 0,
             **({"kl_horizon": kl_horizon} if kl_horizon.strip() else {}),  # empty: the API's default
+            force=force,
         )
         job = service.queue_ppo_training(session, project=project, request=body, created_by_id=admin.id)
         return f"/jobs/{job.id}"

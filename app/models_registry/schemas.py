@@ -1,9 +1,10 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from app.models_registry.models import ModelKind
+from app.models_registry.quality import chance_verdict, held_out
 
 
 class ModelOut(BaseModel):
@@ -17,6 +18,22 @@ class ModelOut(BaseModel):
     base_model: str
     metrics: dict[str, Any]
     created_at: datetime
+
+    @computed_field(
+        description="Reward models: whether the 95% interval of the held-out accuracy lies above 0.5 "
+        "(false when it reaches 0.5 or was not measured); null for policies"
+    )
+    @property
+    def better_than_chance(self) -> bool | None:
+        if self.kind != ModelKind.reward:
+            return None
+        return chance_verdict(self.kind.value, self.metrics) is None
+
+    @computed_field(description="Reward models: 'accuracy [low, high] on N pairs of M held-out prompts'")
+    @property
+    def held_out(self) -> str | None:
+        figures = held_out(self.kind.value, self.metrics)
+        return figures.describe() if figures else None
 
 
 class TrainingFilters(BaseModel):
@@ -102,3 +119,8 @@ class PPOTrainRequest(BaseModel):
     sample_every: int = Field(5, ge=0, le=100_000, description="Report sample completions every N steps")
     checkpoint_every: int = Field(10, ge=1, le=100_000)
     seed: int = Field(0, ge=0)
+    force: bool = Field(
+        False,
+        description="Start even though the reward model is not shown better than chance "
+        "(otherwise 409 reward_model_at_chance): PPO would optimise noise",
+    )

@@ -6,12 +6,13 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.exports.schemas import ExportFilters
 from app.exports.service import plan_export
 from app.jobs import service as jobs
 from app.jobs.models import Job, JobKind
 from app.models_registry.models import ModelKind, ModelVersion
+from app.models_registry.quality import chance_verdict
 from app.models_registry.schemas import PPOTrainRequest, RewardTrainRequest
 from app.projects.models import Project
 from app.prompts.models import Prompt
@@ -57,6 +58,14 @@ def queue_ppo_training(
             "first (POST /projects/{id}/train/reward) or pick one from GET /models?kind=reward.",
             code="unknown_model",
             details={"field": "reward_model", "model_id": request.reward_model},
+        )
+    if (reason := chance_verdict(reward.kind, reward.metrics)) and not request.force:
+        raise Conflict(
+            f"Reward model {reward.id} is not shown better than chance: {reason}. PPO against it would "
+            "optimise noise. Label more comparisons and train a new reward model, or start anyway "
+            '("force": true; on the page, "Start anyway").',
+            code="reward_model_at_chance",
+            details={"field": "reward_model", "model_id": reward.id, "reason": reason},
         )
     if isinstance(request.policy, str) and request.policy != "default":
         raise InvalidInput(

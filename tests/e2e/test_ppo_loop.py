@@ -32,7 +32,9 @@ def _registered_models(client, admin, worker_account, tmp_path, artifacts) -> tu
     shutil.copytree(save_tiny_reward_model(tmp_path / "rm"), artifacts / f"reward/job-{reward_job['job_id']}")
     reward_id = finish_training_job(client, worker_account, "reward", reward_job["job_id"])["model_id"]
     seed_job = client.post(
-        f"/api/v1/projects/{pid}/train/ppo", json={"reward_model": reward_id}, headers=admin.headers
+        f"/api/v1/projects/{pid}/train/ppo",
+        json={"reward_model": reward_id, "force": True},  # a random tiny RM, not shown better than chance
+        headers=admin.headers,
     ).json()
     start_dir = save_tiny_model(artifacts / f"ppo/job-{seed_job['job_id']}")
     start_id = finish_training_job(client, worker_account, "ppo", seed_job["job_id"])["model_id"]
@@ -63,6 +65,7 @@ def test_ppo_run_then_generate_with_the_new_policy(
         "learning_rate": 1e-3,
         "eval_prompts": 2,
         "sample_every": 1,
+        "force": True,  # the tiny RM is random: not shown better than chance
     }
     job_id = client.post(f"/api/v1/projects/{pid}/train/ppo", json=run, headers=admin.headers).json()[
         "job_id"
@@ -130,6 +133,7 @@ def test_stopped_ppo_worker_hands_back_the_next_resumes_and_cancel_stops_it(
         "max_new_tokens": 4,
         "eval_prompts": 0,
         "checkpoint_every": 1000,  # only the stop itself saves a checkpoint
+        "force": True,  # the tiny RM is random: not shown better than chance
     }
     job_id = client.post(
         f"/api/v1/projects/{project['id']}/train/ppo", json=run, headers=admin.headers

@@ -4,6 +4,8 @@ run registering a policy version, and that version becoming the project's genera
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from tests.api.test_auth import assert_error
 from tests.conftest import create_project
 from tests.labeling.conftest import seed_ready_prompts
@@ -23,9 +25,20 @@ def finish_training_job(client, worker, kind: str, job_id: int, metrics: dict | 
     return finished
 
 
-def registered_reward_model(client, admin, worker, project_id: int) -> int:
+# What a worker reports for a reward model that learned: held-out accuracy with its 95% interval above 0.5
+LEARNED = {
+    "accuracy/eval": 0.8,
+    "accuracy/eval_low": 0.7,
+    "accuracy/eval_high": 0.88,
+    "eval/pairs": 120.0,
+    "eval/prompts": 20.0,
+}
+AT_CHANCE = LEARNED | {"accuracy/eval": 0.55, "accuracy/eval_low": 0.41, "accuracy/eval_high": 0.68}
+
+
+def registered_reward_model(client, admin, worker, project_id: int, metrics: dict = LEARNED) -> int:
     queued = client.post(f"/api/v1/projects/{project_id}/train/reward", json={}, headers=admin.headers)
-    return finish_training_job(client, worker, "reward", queued.json()["job_id"])["model_id"]
+    return finish_training_job(client, worker, "reward", queued.json()["job_id"], metrics)["model_id"]
 
 
 def test_bad_ppo_requests_are_422_and_queue_nothing(client, admin, make_account) -> None:
@@ -194,3 +207,46 @@ def test_a_policy_version_becomes_the_generation_model(client, admin, make_accou
 
 def _job_of(client, admin, model_id: int) -> int:
     return client.get(f"/api/v1/models/{model_id}", headers=admin.headers).json()["job_id"]
+
+
+@pytest.mark.parametrize(
+    ("metrics", "reason"),
+    [
+        (AT_CHANCE, "not better than chance (reaches 0.5)"),
+        ({"accuracy/eval": 0.9}, "has no interval"),
+        ({}, "has no held-out accuracy"),
+    ],
+)
+def test_ppo_against_a_reward_model_not_shown_better_than_chance_needs_force(
+    client, admin, make_account, metrics, reason
+) -> None:
+    worker = make_account("worker")
+    project = create_project(client, admin)
+    seed_ready_prompts(client, admin, project["id"], n=6, k=4)
+    reward_id = registered_reward_model(client, admin, worker, project["id"], metrics)
+    url = f"/api/v1/projects/{project['id']}/train/ppo"
+    jobs_url = f"/api/v1/projects/{project['id']}/jobs"
+    before = client.get(jobs_url, headers=admin.headers).json()["items"]
+
+    refused = client.post(url, json={"reward_model": reward_id}, headers=admin.headers)
+    error = assert_error(refused, 409, "reward_model_at_chance")
+    assert reason in error["message"] and '"force": true' in error["message"]
+    assert error["details"]["field"] == "reward_model" and error["details"]["model_id"] == reward_id
+    assert client.get(jobs_url, headers=admin.headers).json()["items"] == before, "nothing queued"
+
+    forced = client.post(url, json={"reward_model": reward_id, "force": True}, headers=admin.headers)
+    assert forced.status_code == 202, forced.text
+    model = client.get(f"/api/v1/models/{reward_id}", headers=admin.headers).json()
+    assert model["better_than_chance"] is False
+
+
+def test_models_say_on_what_their_held_out_accuracy_was_measured(client, admin, make_account) -> None:
+    worker = make_account("worker")
+    project = create_project(client, admin)
+    learned = registered_reward_model(client, admin, worker, project["id"])
+    chance = registered_reward_model(client, admin, worker, project["id"], AT_CHANCE)
+    models = {m["id"]: m for m in client.get("/api/v1/models", headers=admin.headers).json()["items"]}
+    assert models[learned]["better_than_chance"] is True
+    assert models[learned]["held_out"] == "0.800 [0.70, 0.88] on 120 pairs of 20 held-out prompts"
+    assert models[chance]["better_than_chance"] is False
+    assert models[chance]["held_out"] == "0.550 [0.41, 0.68] on 120 pairs of 20 held-out prompts"

@@ -57,7 +57,10 @@ def test_start_watch_and_list(client, admin, make_account) -> None:
     assert "Model version" in finished.text
     models = client.get("/models")
     assert (
-        models.status_code == 200 and "accuracy/eval 0.75" in models.text and f"#{job['id']}" in models.text
+        models.status_code == 200
+        and "held-out accuracy 0.750 (no interval recorded)" in models.text
+        and "not better than chance" in models.text
+        and f"#{job['id']}" in models.text
     )
 
 
@@ -149,3 +152,31 @@ def test_ppo_from_the_project_page_to_generating_with_the_new_policy(client, adm
         f"/projects/{project['id']}/generation-model", data={"csrf_token": csrf, "model_id": str(reward_id)}
     )
     assert refused.status_code == 422
+
+
+def test_the_ppo_card_warns_about_a_reward_model_at_chance_and_starts_only_when_forced(
+    client, admin, make_account
+) -> None:
+    from tests.labeling.conftest import seed_ready_prompts
+    from tests.models_registry.test_ppo_api import AT_CHANCE, registered_reward_model
+
+    worker = make_account("worker")
+    project = create_project(client, admin)
+    seed_ready_prompts(client, admin, project["id"], n=6, k=4)
+    csrf = browser_login(client, admin)
+    reward_id = registered_reward_model(client, admin, worker, project["id"], AT_CHANCE)
+    detail = client.get(f"/projects/{project['id']}").text
+    assert "0.550 [0.41, 0.68] on 120 pairs of 20 held-out prompts · not better than chance" in detail
+    assert f"Reward model #{reward_id} is not shown" in detail and "Start anyway" in detail
+
+    form = {"csrf_token": csrf, "reward_model": str(reward_id), "policy": "default", "steps": "5"}
+    refused = client.post(f"/projects/{project['id']}/train/ppo", data=form)
+    assert refused.status_code == 409 and "not better than chance" in refused.text
+    started = client.post(
+        f"/projects/{project['id']}/train/ppo", data={**form, "force": "true"}, follow_redirects=False
+    )
+    assert started.status_code == 303, started.text
+    run = client.get(started.headers["location"]).text
+    assert "waiting for a worker" in run
+    models = client.get("/models").text
+    assert "not better than chance" in models and "0.550 [0.41, 0.68]" in models
