@@ -133,6 +133,18 @@ def train_reward(ctx: typer.Context) -> None:
     raise typer.Exit(subprocess.call([sys.executable, "-m", "trainer.reward_cli", *ctx.args]))
 
 
+@cli.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+)
+def simulate(ctx: typer.Context) -> None:
+    """Simulated labelers for dry runs: `preflab simulate --server URL --token T --project ID
+    (--scorer module:function | --reward-model ID) [--labelers N] [--noise S]`; `--help` lists the rest.
+
+    They rank the project's tasks through the HTTP API, following the scorer with Bradley-Terry noise.
+    """
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "trainer.simulate", *ctx.args]))
+
+
 def _die_with_parent() -> None:
     """Linux: the worker gets SIGTERM if the server process dies without stopping it (e.g. SIGKILL)."""
     try:
