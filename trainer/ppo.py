@@ -44,6 +44,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 from trainer.data import Chat
 from trainer.optim import fused_where_supported
 from trainer.policy import load_policy, resolve_model_dir
+from trainer.ppo_guards import BestSnapshot, kl_budget_of, kl_ceiling_of, stop_reason
 from trainer.reward import OFFSET_KEY, PREFLAB_JSON, load_reward_model, pad, rewards_of, score_head
 from trainer.reward_data import encode
 
@@ -59,6 +60,8 @@ RESUME_IGNORED_FIELDS = {
     "num_samples",
     "target_reward",
     "kl_ceiling",
+    "min_entropy",
+    "eval_every",
 }
 """Config fields that may change between a run and its resumption without invalidating the checkpoint."""
 
@@ -135,7 +138,14 @@ class PPOConfig:
     target_reward: float | None = None
     """Stop once the batch's mean RM score is >= this."""
     kl_ceiling: float | None = None
-    """Stop once the batch's mean KL to the reference is >= this (nats per completion)."""
+    """Stop once the batch's mean KL to the reference is >= this (nats per completion); None: twice
+    ``target_kl`` (no ceiling when that is None too)."""
+    min_entropy: float | None = 0.1
+    """Stop once the batch's mean entropy per sampled token is below this (nats): the policy collapsed
+    onto a few answers. SmolLM2-135M-Instruct starts near 1.2 at temperature 0.7. None: never."""
+    eval_every: int = 5
+    """Evaluate on the held-out prompts every N steps (and at the end); the best evaluation within the KL
+    budget is the policy saved (see trainer/ppo_guards.py). 0: only at the end (the last is saved)."""
     eval_batch_size: int = 16
     """Prompts per generate call during evaluation."""
     lora_r: int = 0
@@ -157,7 +167,7 @@ class PPOResult:
     stopped: bool = False
     """True when ``should_stop`` interrupted the run (checkpoint saved, no final model)."""
     stop_reason: str | None = None
-    """``"steps"``, ``"target_reward"``, ``"kl_ceiling"`` or ``"should_stop"``."""
+    """``"steps"``, ``"target_reward"``, ``"kl_ceiling"``, ``"entropy_collapse"`` or ``"should_stop"``."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -621,7 +631,14 @@ def train_ppo(
         emit({"step": step, **eval_metrics})
 
     metrics: dict[str, float] = {}
-    stop_reason = "steps"
+    stop = "steps"
+    ceiling = kl_ceiling_of(config.kl_ceiling, config.target_kl)
+    best = BestSnapshot(kl_budget=kl_budget_of(config.target_kl, ceiling))
+
+    def evaluate_policy() -> tuple[float, float]:
+        set_seed(config.seed + 1_000_003)  # every evaluation samples the held-out prompts alike
+        return _evaluate(generate_and_score, policy, reference_logprobs, eval_set, config)
+
     while step < config.steps:
         if stop_requested():
             save_checkpoint()
@@ -708,6 +725,7 @@ def train_ppo(
             "reward/missing_eos": 1.0 - rollout.finished.float().mean().item(),
             "objective/kl": mean_kl,
             "objective/entropy": (entropy * mask).sum(dim=1).mean().item(),
+            "objective/entropy_per_token": ((entropy * mask).sum() / mask.sum().clamp(min=1)).item(),
             "loss/policy": (stats[0] / stats[3]).item(),
             "loss/value": (stats[1] / stats[3]).item(),
             "policy/clipfrac": (stats[2] / stats[3]).item(),
@@ -734,21 +752,31 @@ def train_ppo(
             )
         if step % config.checkpoint_every == 0 and step < config.steps:
             save_checkpoint()
-        if config.target_reward is not None and metrics["reward/score"] >= config.target_reward:
-            stop_reason = "target_reward"
+        if reason := stop_reason(
+            metrics, target_reward=config.target_reward, kl_ceiling=ceiling, min_entropy=config.min_entropy
+        ):
+            stop = reason
+            log.info("step %d: stopping (%s)", step, reason)
             break
-        if config.kl_ceiling is not None and mean_kl >= config.kl_ceiling:
-            stop_reason = "kl_ceiling"
-            break
+        if eval_set and config.eval_every and step % config.eval_every == 0 and step < config.steps:
+            policy.eval()
+            reward_now, kl_now = evaluate_policy()
+            best.consider(accelerator.unwrap_model(policy), step=step, reward=reward_now, kl=kl_now)
+            emit({"step": step, "eval/reward": reward_now, "eval/kl": kl_now})
 
-    # 8. evaluate the trained policy and save it in Hugging Face format with preflab.json
+    # 8. evaluate the trained policy; keep the best evaluation within the KL budget; save it in Hugging
+    #    Face format with preflab.json
     policy.eval()
     if eval_set:
-        set_seed(config.seed + 1_000_003)
-        reward_after, kl_after = _evaluate(generate_and_score, policy, reference_logprobs, eval_set, config)
-        eval_metrics |= {"eval/reward_after": reward_after, "eval/kl_after": kl_after}
-        emit({"step": step, **eval_metrics})
-    save_checkpoint()  # a re-run with more steps continues from here
+        reward_last, kl_last = evaluate_policy()
+        best.consider(accelerator.unwrap_model(policy), step=step, reward=reward_last, kl=kl_last)
+        if best.step != step:
+            log.info("saving the policy of step %d (best held-out reward within the KL budget)", best.step)
+        eval_metrics |= {"eval/reward_last": reward_last, "eval/kl_last": kl_last} | best.summary(step)
+        emit({"step": step, "eval/reward": reward_last, "eval/kl": kl_last, **eval_metrics})
+    save_checkpoint()  # a re-run with more steps continues from here (from the last step, not the best)
+    if eval_set and best.step != step:
+        best.restore_into(accelerator.unwrap_model(policy))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(policy)
@@ -762,7 +790,7 @@ def train_ppo(
             "policy_dir": str(policy_dir),
             "reward_model_dir": str(reward_dir),
             "step": step,
-            "stop_reason": stop_reason,
+            "stop_reason": stop,
             "beta": kl_ctl.value,
             "metrics": metrics,
             "eval": eval_metrics,
@@ -772,7 +800,7 @@ def train_ppo(
         }
         (out_dir / PREFLAB_JSON).write_text(json.dumps(record, indent=2) + "\n")
     accelerator.wait_for_everyone()
-    return PPOResult(out_dir=out_dir, step=step, metrics=metrics | eval_metrics, stop_reason=stop_reason)
+    return PPOResult(out_dir=out_dir, step=step, metrics=metrics | eval_metrics, stop_reason=stop)
 
 
 @torch.no_grad()

@@ -24,6 +24,8 @@ def ppo_config(ctx: Any, job: ClaimedJob) -> PPOConfig:
     c = job.config
     policy = str(ctx.model_path(c["policy_artifact"])) if c.get("policy_artifact") else "default"
     optional = {key: c[key] for key in ("target_kl", "missing_eos_penalty", "target_reward", "kl_ceiling")}
+    # absent from jobs queued before they existed: the trainer's defaults
+    optional |= {key: c[key] for key in ("min_entropy", "eval_every") if key in c}
     return PPOConfig(
         reward_model=str(ctx.model_path(c["reward_model_artifact"])),
         policy=policy,

@@ -108,7 +108,23 @@ class PPOTrainRequest(BaseModel):
         16, ge=0, le=1000, description="Prompts held out (seeded) to evaluate before and after"
     )
     target_reward: float | None = Field(None, description="Stop once the mean RM score reaches this")
-    kl_ceiling: float | None = Field(None, gt=0, description="Stop once the mean KL reaches this")
+    kl_ceiling: float | None = Field(
+        None, gt=0, description="Stop once the batch's mean KL reaches this; null: twice target_kl"
+    )
+    min_entropy: float | None = Field(
+        0.1,
+        ge=0,
+        le=20,
+        description="Stop once the batch's mean entropy per token falls below this (nats): the policy "
+        "collapsed; null: never",
+    )
+    eval_every: int = Field(
+        5,
+        ge=0,
+        le=100_000,
+        description="Evaluate on the held-out prompts every N steps; the best evaluation within the KL "
+        "budget is the policy registered (0: only at the end, the last one)",
+    )
     lora_r: int = Field(
         0,
         ge=0,

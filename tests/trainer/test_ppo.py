@@ -228,6 +228,95 @@ def test_kl_ceiling_stops_early(tiny_model_dir, tiny_reward_model_dir, tmp_path)
     assert result.step == 1 and result.stop_reason == "kl_ceiling"
 
 
+def collapsed_policy(directory: Path) -> Path:
+    """The tiny policy with its output layer scaled 1000-fold: each next token is all but certain, the
+    state a PPO run reaches when it collapses onto one answer."""
+    from tests.trainer.conftest import build_model, build_tokenizer
+
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1000.0)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_a_collapsed_policy_stops_its_run_with_the_reason(tiny_reward_model_dir, tmp_path):
+    events: list[dict] = []
+    config = small_config(collapsed_policy(tmp_path / "collapsed"), tiny_reward_model_dir, steps=5)
+    result = train_ppo(config, PROMPTS, tmp_path / "ppo", on_metrics=events.append, eval_prompts=PROMPTS[:2])
+    assert result.step == 1 and result.stop_reason == "entropy_collapse"
+    step = next(e for e in events if "loss/policy" in e)
+    assert step["objective/entropy_per_token"] < config.min_entropy
+    assert json.loads((tmp_path / "ppo" / "preflab.json").read_text())["stop_reason"] == "entropy_collapse"
+    assert (tmp_path / "ppo" / "model.safetensors").is_file(), "the stopped run still saves its policy"
+
+
+def test_the_default_kl_ceiling_is_twice_the_target(tiny_model_dir, tiny_reward_model_dir, tmp_path):
+    from trainer.ppo_guards import kl_ceiling_of
+
+    assert (
+        kl_ceiling_of(None, 6.0) == 12.0
+        and kl_ceiling_of(3.0, 6.0) == 3.0
+        and kl_ceiling_of(None, None) is None
+    )
+    # a target so small that step 2's KL passes twice it
+    config = small_config(tiny_model_dir, tiny_reward_model_dir, steps=6, target_kl=1e-6, sample_every=0)
+    result = train_ppo(config, PROMPTS, tmp_path / "ppo")
+    assert result.stop_reason == "kl_ceiling" and result.step == 2
+
+
+def test_periodic_evaluations_register_the_best_within_the_kl_budget(
+    tiny_model_dir, tiny_reward_model_dir, tmp_path
+):
+    events: list[dict] = []
+    config = small_config(tiny_model_dir, tiny_reward_model_dir, steps=3, eval_every=1, kl_ceiling=1e9)
+    result = train_ppo(config, PROMPTS, tmp_path / "ppo", on_metrics=events.append, eval_prompts=PROMPTS[:2])
+    evaluations = [e for e in events if "eval/reward" in e]
+    assert [e["step"] for e in evaluations] == [1, 2, 3], "every eval_every steps, and at the end"
+    within = [e for e in evaluations if e["eval/kl"] <= config.target_kl]
+    chosen = (
+        max(within, key=lambda e: e["eval/reward"])
+        if within
+        else min(evaluations, key=lambda e: e["eval/kl"])
+    )
+    assert result.metrics["checkpoint_step"] == chosen["step"]
+    assert result.metrics["checkpoint"] == ("last" if chosen["step"] == 3 else "best")
+    assert result.metrics["eval/reward_after"] == chosen["eval/reward"]
+    assert result.metrics["eval/reward_last"] == evaluations[-1]["eval/reward"]
+
+
+def test_best_snapshot_keeps_the_best_within_budget_and_restores_it():
+    from torch import nn
+
+    from trainer.ppo_guards import BestSnapshot
+
+    model = nn.Linear(2, 1)
+    best = BestSnapshot(kl_budget=6.0)
+    assert best.consider(model, step=1, reward=0.1, kl=8.0)  # over budget, but nothing better yet
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    assert best.consider(model, step=2, reward=0.0, kl=5.0)  # within budget beats over budget
+    kept = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    assert not best.consider(model, step=3, reward=0.9, kl=7.0)  # better reward, but over budget
+    assert not best.consider(model, step=4, reward=-0.1, kl=1.0)  # within budget, worse reward
+    assert best.consider(model, step=5, reward=0.3, kl=6.0)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    best.restore_into(model)
+    assert torch.equal(model.weight, torch.full_like(kept, 2.0))
+    assert best.summary(last_step=6) == {
+        "checkpoint": "best",
+        "checkpoint_step": 5,
+        "eval/reward_after": 0.3,
+        "eval/kl_after": 6.0,
+        "eval/within_kl_budget": 1.0,
+    }
+
+
 def test_value_model_starts_from_a_compatible_reward_model(tiny_model_dir, tiny_reward_model_dir, tmp_path):
     from transformers import AutoTokenizer, LlamaForSequenceClassification
 
