@@ -28,18 +28,15 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("tiny-policy"))
 
 
-def test_generate_job_fills_every_prompt(
-    client, admin, make_account, live_server, tiny_model, tmp_path
-) -> None:
+def generate_once(
+    client, admin, worker_account, live_server, tmp_path, prompts, *, k, generation, adapt=None
+):
+    """A project with these prompts and generation settings, one generate job, one worker pass over it.
+
+    ``adapt(policy)`` may change the policy the worker loads. Returns (project, job id)."""
     project = create_project(
-        client,
-        admin,
-        completions_per_prompt=3,
-        rankings_per_prompt=1,
-        generation={"model": str(tiny_model), "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 12},
+        client, admin, completions_per_prompt=k, rankings_per_prompt=1, generation=generation
     )
-    prompts = [{"prompt": f"Tell me about number {i}"} for i in range(5)]
-    prompts.append({"prompt": "Already has one", "completions": ["an imported answer"]})
     body = "".join(json.dumps(p) + "\n" for p in prompts)
     client.post(
         f"/api/v1/projects/{project['id']}/prompts",
@@ -47,8 +44,6 @@ def test_generate_job_fills_every_prompt(
         headers={**admin.headers, "Content-Type": "application/x-ndjson"},
     )
     job_id = client.post(f"/api/v1/projects/{project['id']}/generate", headers=admin.headers).json()["job_id"]
-
-    worker_account = make_account("worker")
     worker = Worker(
         ApiClient(live_server, worker_account.token),
         name="e2e",
@@ -56,7 +51,28 @@ def test_generate_job_fills_every_prompt(
         data_dir=tmp_path,
         poll_seconds=0.1,
     )
+    if adapt is not None:
+        load_policy = worker.load_policy
+
+        def load_adapted(spec, artifact=None):
+            policy = load_policy(spec, artifact)
+            adapt(policy)
+            return policy
+
+        worker.load_policy = load_adapted
     worker.run(once=True)
+    return project, job_id
+
+
+def test_generate_job_fills_every_prompt(
+    client, admin, make_account, live_server, tiny_model, tmp_path
+) -> None:
+    prompts = [{"prompt": f"Tell me about number {i}"} for i in range(5)]
+    prompts.append({"prompt": "Already has one", "completions": ["an imported answer"]})
+    generation = {"model": str(tiny_model), "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 12}
+    project, job_id = generate_once(
+        client, admin, make_account("worker"), live_server, tmp_path, prompts, k=3, generation=generation
+    )
 
     job = client.get(f"/api/v1/jobs/{job_id}", headers=admin.headers).json()
     assert job["status"] == "succeeded", job
@@ -86,28 +102,11 @@ def test_generate_job_reports_progress_while_a_batch_decodes(
     import trainer.generate_job
 
     monkeypatch.setattr(trainer.generate_job, "PROGRESS_SECONDS", 0.0)  # report every decoding step
-    project = create_project(
-        client,
-        admin,
-        completions_per_prompt=2,
-        rankings_per_prompt=1,
-        generation={"model": str(tiny_model), "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 12},
+    prompts = [{"prompt": f"Tell me about number {i}"} for i in range(6)]
+    generation = {"model": str(tiny_model), "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 12}
+    _, job_id = generate_once(
+        client, admin, make_account("worker"), live_server, tmp_path, prompts, k=2, generation=generation
     )
-    body = "".join(json.dumps({"prompt": f"Tell me about number {i}"}) + "\n" for i in range(6))
-    client.post(
-        f"/api/v1/projects/{project['id']}/prompts",
-        content=body.encode(),
-        headers={**admin.headers, "Content-Type": "application/x-ndjson"},
-    )
-    job_id = client.post(f"/api/v1/projects/{project['id']}/generate", headers=admin.headers).json()["job_id"]
-    worker = Worker(
-        ApiClient(live_server, make_account("worker").token),
-        name="progress",
-        kinds=["generate"],
-        data_dir=tmp_path,
-        poll_seconds=0.1,
-    )
-    worker.run(once=True)
 
     series = client.get(f"/api/v1/jobs/{job_id}/metrics", headers=admin.headers).json()["items"]
     progress = [point["progress"] for point in series]
@@ -147,44 +146,26 @@ def test_a_prompt_the_model_repeats_itself_on_keeps_its_completions_and_spares_t
     client, admin, make_account, live_server, tiny_model, tmp_path
 ) -> None:
     """It used to fail the whole job with DuplicateCompletionsError, taking every prompt down."""
-    project = create_project(
-        client,
-        admin,
-        completions_per_prompt=3,
-        rankings_per_prompt=1,
-        generation={
-            "model": str(tiny_model),
-            "temperature": 1.0,
-            "top_p": 1.0,
-            "max_new_tokens": 8,
-            "retry_temperature": 1.5,
-        },
-    )
+    generation = {
+        "model": str(tiny_model),
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "max_new_tokens": 8,
+        "retry_temperature": 1.5,
+    }
     prompts = [{"prompt": f"what is the capital of france number {i}"} for i in range(4)]
     prompts.insert(2, {"prompt": "tell me a joke"})
-    body = "".join(json.dumps(p) + "\n" for p in prompts)
-    client.post(
-        f"/api/v1/projects/{project['id']}/prompts",
-        content=body.encode(),
-        headers={**admin.headers, "Content-Type": "application/x-ndjson"},
+    project, job_id = generate_once(
+        client,
+        admin,
+        make_account("worker"),
+        live_server,
+        tmp_path,
+        prompts,
+        k=3,
+        generation=generation,
+        adapt=lambda policy: repeat_itself_on(policy, "joke"),
     )
-    job_id = client.post(f"/api/v1/projects/{project['id']}/generate", headers=admin.headers).json()["job_id"]
-    worker = Worker(
-        ApiClient(live_server, make_account("worker").token),
-        name="repeats",
-        kinds=["generate"],
-        data_dir=tmp_path,
-        poll_seconds=0.1,
-    )
-    load_policy = worker.load_policy
-
-    def load_repeating_policy(spec, artifact=None):
-        policy = load_policy(spec, artifact)
-        repeat_itself_on(policy, "joke")
-        return policy
-
-    worker.load_policy = load_repeating_policy
-    worker.run(once=True)
 
     job = client.get(f"/api/v1/jobs/{job_id}", headers=admin.headers).json()
     assert job["status"] == "succeeded", job
