@@ -40,7 +40,12 @@ templates.env.globals["at_chance_because"] = at_chance_because
 
 CHARTS = {
     "reward": [("Loss", ["loss/train", "loss/eval"]), ("Accuracy", ["accuracy/train", "accuracy/eval"])],
-    "ppo": [("Reward", ["reward/score"]), ("KL to the reference", ["objective/kl"])],
+    "ppo": [
+        ("Reward", ["reward/score"]),
+        ("KL to the reference", ["objective/kl"]),
+        ("Entropy per token", ["objective/entropy_per_token"]),
+        ("Held-out reward and KL", ["eval/reward", "eval/kl"]),
+    ],
     "generate": [("Completions", ["generate/completions"])],
 }
 

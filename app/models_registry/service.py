@@ -97,6 +97,8 @@ def queue_ppo_training(
         "policy_artifact": policy.artifact if policy else None,
         "base_model": f"model:{policy.id}" if policy else "default",
         "eval_prompt_ids": eval_ids,
+        # why the reward model was not shown better than chance, when the run was forced (its run page says)
+        "reward_model_at_chance": chance_verdict(reward.kind, reward.metrics),
     }
     return jobs.enqueue(
         session, kind=JobKind.ppo, project_id=project.id, config=config, created_by_id=created_by_id

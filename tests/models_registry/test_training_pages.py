@@ -178,5 +178,6 @@ def test_the_ppo_card_warns_about_a_reward_model_at_chance_and_starts_only_when_
     assert started.status_code == 303, started.text
     run = client.get(started.headers["location"]).text
     assert "waiting for a worker" in run
+    assert f"Started against reward model #{reward_id}" in run and "not better than chance" in run
     models = client.get("/models").text
     assert "not better than chance" in models and "0.550 [0.41, 0.68]" in models
