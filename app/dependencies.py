@@ -67,7 +67,11 @@ async def csrf_token_sent(request: Request) -> str | None:
     if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
         # Parsing a form spools its files to disk: refuse an oversized upload before that happens.
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > request.app.state.settings.max_upload_bytes:
+        if (
+            declared.isascii()
+            and declared.isdigit()
+            and int(declared) > request.app.state.settings.max_upload_bytes
+        ):
             raise PayloadTooLarge(
                 f"The upload is larger than the {request.app.state.settings.max_upload_mb:g} MB limit "
                 "(PREFLAB_MAX_UPLOAD_MB); split it into several files.",

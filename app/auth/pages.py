@@ -27,6 +27,7 @@ from app.dependencies import (
     SettingsDep,
 )
 from app.errors import Forbidden, InvalidInput, NotAuthenticated, PrefLabError, TooManyRequests
+from app.ids import Id
 from app.settings import Settings
 from app.web import redirect, render
 
@@ -179,7 +180,7 @@ def create_user_form(
 
 @router.post("/users/{user_id}/tokens")
 def create_token_form(
-    request: Request, caller: CallerDep, _admin: AdminUser, user_id: int, session: SessionDep
+    request: Request, caller: CallerDep, _admin: AdminUser, user_id: Id, session: SessionDep
 ):
     user = service.get_user(session, user_id)
     token = service.issue_api_token(session, user=user)

@@ -5,6 +5,7 @@ from fastapi import APIRouter, status
 from app.auth import service
 from app.auth.schemas import TokenOut, UserCreate, UserDetail, UserOut
 from app.dependencies import AdminUser, CurrentUser, SessionDep
+from app.ids import Id
 from app.pagination import Page
 
 router = APIRouter(tags=["users"])
@@ -21,7 +22,7 @@ def list_users(_admin: AdminUser, session: SessionDep):
 
 
 @router.post("/users/{user_id}/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenOut)
-def create_token(_admin: AdminUser, user_id: int, session: SessionDep):
+def create_token(_admin: AdminUser, user_id: Id, session: SessionDep):
     user = service.get_user(session, user_id)
     return TokenOut(token=service.issue_api_token(session, user=user))
 

@@ -13,6 +13,7 @@ from app.errors import InvalidInput, PrefLabError
 from app.evaluations import service
 from app.evaluations.models import EvaluationRound
 from app.evaluations.schemas import EvaluationCreate
+from app.ids import Id, parse_id
 from app.models_registry import service as models
 from app.models_registry.models import ModelKind
 from app.projects import service as projects
@@ -40,13 +41,13 @@ class RoundForm(BaseModel):
         baseline = self.baseline.strip()
         return {
             "candidate": self.candidate.strip(),
-            "baseline": (int(baseline) if baseline.isdigit() else baseline) or None,
+            "baseline": parse_id(baseline) or baseline or None,
             "prompts": self.prompts.strip() or 50,
             "rankings_per_prompt": self.rankings_per_prompt.strip() or None,
         }
 
 
-def valid_round(evaluation_id: int, session: SessionDep) -> EvaluationRound:
+def valid_round(evaluation_id: Id, session: SessionDep) -> EvaluationRound:
     return service.get_round(session, evaluation_id)
 
 

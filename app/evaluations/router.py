@@ -8,6 +8,7 @@ from app.dependencies import AdminUser, ProjectReader, SessionDep
 from app.evaluations import service
 from app.evaluations.models import EvaluationRound
 from app.evaluations.schemas import EvaluationCreate, EvaluationOut
+from app.ids import Id
 from app.jobs.schemas import JobCreated
 from app.pagination import Page
 from app.projects.dependencies import ProjectDep
@@ -15,7 +16,7 @@ from app.projects.dependencies import ProjectDep
 router = APIRouter(tags=["evaluations"])
 
 
-def valid_round_id(evaluation_id: int, session: SessionDep) -> EvaluationRound:
+def valid_round_id(evaluation_id: Id, session: SessionDep) -> EvaluationRound:
     """Load the round named in the path, or answer 404."""
     return service.get_round(session, evaluation_id)
 

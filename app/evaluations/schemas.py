@@ -3,6 +3,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.ids import Id
+
 # generating: the two-model generation job is queued or running; generation_failed: it failed or was
 # cancelled (retry it, or POST /evaluations/{id}/generate); labeling: completions are in, rankings are
 # still due; complete: every prompt has both completions and its rankings_per_prompt rankings.
@@ -14,8 +16,8 @@ class EvaluationCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    candidate: int = Field(description="The policy version under test (GET /models?kind=policy)")
-    baseline: int | str | None = Field(
+    candidate: Id = Field(description="The policy version under test (GET /models?kind=policy)")
+    baseline: Id | str | None = Field(
         None,
         description='"default", a local model directory or a policy version id; '
         "default: the policy the candidate's PPO run started from",

@@ -19,6 +19,7 @@ from app.auth.models import User
 from app.errors import Conflict, InvalidInput, NotFound
 from app.evaluations.models import EvaluationRound
 from app.evaluations.schemas import EvaluationCreate, EvaluationOut, RoundStatus, SideFlags
+from app.ids import parse_id
 from app.jobs import service as jobs
 from app.jobs.models import Job, JobKind, JobStatus
 from app.labeling.models import Ranking
@@ -303,8 +304,8 @@ def tally(session: Session, round_: EvaluationRound) -> Tally:
         )
         result.none_acceptable += bool(none_acceptable)
         for key, names in (flags or {}).items():
-            if key.isdigit() and int(key) in side:
-                result.flags[side[int(key)]].update(names)
+            if (completion_id := parse_id(key)) in side:
+                result.flags[side[completion_id]].update(names)
     return result
 
 

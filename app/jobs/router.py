@@ -8,6 +8,7 @@ from app.auth.models import Role, User
 from app.dependencies import AdminUser, SessionDep, WorkerUser, require_roles
 from app.errors import InvalidInput
 from app.evaluations import service as evaluations
+from app.ids import Id
 from app.jobs import service
 from app.jobs.models import JobKind
 from app.jobs.schemas import (
@@ -49,23 +50,23 @@ def project_jobs(_admin: AdminUser, project: ProjectDep, session: SessionDep):
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-def get_job(_reader: JobReader, job_id: int, session: SessionDep):
+def get_job(_reader: JobReader, job_id: Id, session: SessionDep):
     service.requeue_expired(session)
     return service.get_job(session, job_id)
 
 
 @router.get("/jobs/{job_id}/metrics", response_model=Page[JobEventOut])
-def job_metrics(_reader: JobReader, job_id: int, session: SessionDep):
+def job_metrics(_reader: JobReader, job_id: Id, session: SessionDep):
     return Page(items=service.events(session, job=service.get_job(session, job_id)), next_cursor=None)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut)
-def cancel(_admin: AdminUser, job_id: int, session: SessionDep):
+def cancel(_admin: AdminUser, job_id: Id, session: SessionDep):
     return service.cancel(session, job=service.get_job(session, job_id))
 
 
 @router.post("/jobs/{job_id}/retry", response_model=JobOut)
-def retry(_admin: AdminUser, job_id: int, session: SessionDep):
+def retry(_admin: AdminUser, job_id: Id, session: SessionDep):
     return service.retry(session, job=service.get_job(session, job_id))
 
 
@@ -88,7 +89,7 @@ def claim(_worker: WorkerUser, body: ClaimRequest, session: SessionDep):
 
 
 @router.post("/jobs/{job_id}/events", status_code=status.HTTP_204_NO_CONTENT)
-def report_event(_worker: WorkerUser, job_id: int, body: JobEventIn, session: SessionDep):
+def report_event(_worker: WorkerUser, job_id: Id, body: JobEventIn, session: SessionDep):
     service.record_event(
         session,
         job=service.get_job(session, job_id),
@@ -101,7 +102,7 @@ def report_event(_worker: WorkerUser, job_id: int, body: JobEventIn, session: Se
 
 
 @router.post("/jobs/{job_id}/complete", response_model=JobOut)
-def complete(_worker: WorkerUser, job_id: int, body: JobComplete, session: SessionDep):
+def complete(_worker: WorkerUser, job_id: Id, body: JobComplete, session: SessionDep):
     """Finish a job; a training job's model is registered as a version in the same transaction."""
     job = service.complete(
         session,
@@ -116,24 +117,24 @@ def complete(_worker: WorkerUser, job_id: int, body: JobComplete, session: Sessi
 
 
 @router.post("/jobs/{job_id}/fail", response_model=JobOut)
-def fail(_worker: WorkerUser, job_id: int, body: JobFail, session: SessionDep):
+def fail(_worker: WorkerUser, job_id: Id, body: JobFail, session: SessionDep):
     return service.fail(session, job=service.get_job(session, job_id), error=body.error, attempt=body.attempt)
 
 
 @router.post("/jobs/{job_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
-def heartbeat(_worker: WorkerUser, job_id: int, body: WorkerReport, session: SessionDep):
+def heartbeat(_worker: WorkerUser, job_id: Id, body: WorkerReport, session: SessionDep):
     """Renew the lease while a long step sends no events (409 once the job was cancelled or lost)."""
     service.renew_lease(session, job=service.get_job(session, job_id), attempt=body.attempt)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/jobs/{job_id}/release", response_model=JobOut)
-def release(_worker: WorkerUser, job_id: int, body: WorkerReport, session: SessionDep):
+def release(_worker: WorkerUser, job_id: Id, body: WorkerReport, session: SessionDep):
     return service.release(session, job=service.get_job(session, job_id), attempt=body.attempt)
 
 
 @router.post("/jobs/{job_id}/completions", response_model=GeneratedResult)
-def store_completions(_worker: WorkerUser, job_id: int, body: GeneratedBatch, session: SessionDep):
+def store_completions(_worker: WorkerUser, job_id: Id, body: GeneratedBatch, session: SessionDep):
     """A generate job's results; also renews the lease."""
     job = service.get_job(session, job_id)
     if job.kind != JobKind.generate.value or job.project_id is None:

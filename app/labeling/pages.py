@@ -22,6 +22,7 @@ from app.auth.models import User
 from app.db import utcnow
 from app.dependencies import Caller, CallerDep, LabelerUser, SessionDep, SettingsDep
 from app.errors import InvalidInput, PrefLabError
+from app.ids import Id, parse_id
 from app.labeling import service
 from app.labeling.dependencies import OwnAssignment
 from app.labeling.models import Assignment
@@ -58,7 +59,7 @@ def label_page(
     labeler: LabelerUser,
     session: SessionDep,
     settings: SettingsDep,
-    project_id: int | None = None,
+    project_id: Id | None = None,
     notice: str | None = None,
 ):
     """The labeler's current task (or a new one); the fragment alone for htmx ("fetch the next task")."""
@@ -159,8 +160,7 @@ def ranking_from_form(form: FormData, *, assignment: Assignment) -> RankingIn:
 
 
 def _integer(text: str) -> int | None:
-    text = text.strip()
-    return int(text) if text.isdigit() else None
+    return parse_id(text.strip())
 
 
 def _seconds_spent(sent: Any, assignment: Assignment) -> float:

@@ -5,6 +5,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Response, status
 
 from app.dependencies import LabelerUser, SessionDep, SettingsDep
+from app.ids import Id
 from app.labeling import service
 from app.labeling.dependencies import OwnAssignment
 from app.labeling.schemas import LabelerProgress, RankingCreated, RankingIn, Task
@@ -14,9 +15,7 @@ router = APIRouter(tags=["labeling"])
 
 
 @router.get("/tasks/next", response_model=Task, responses={204: {"description": "Nothing left for you"}})
-def next_task(
-    labeler: LabelerUser, session: SessionDep, settings: SettingsDep, project_id: int | None = None
-):
+def next_task(labeler: LabelerUser, session: SessionDep, settings: SettingsDep, project_id: Id | None = None):
     project = project_service.get_project(session, project_id) if project_id is not None else None
     assignment = service.next_task(
         session, labeler=labeler, project=project, ttl=timedelta(minutes=settings.assignment_minutes)
@@ -27,7 +26,7 @@ def next_task(
 
 
 @router.get("/tasks/progress", response_model=LabelerProgress)
-def my_progress(labeler: LabelerUser, session: SessionDep, project_id: int | None = None):
+def my_progress(labeler: LabelerUser, session: SessionDep, project_id: Id | None = None):
     project = project_service.get_project(session, project_id) if project_id is not None else None
     return service.labeler_progress(session, labeler=labeler, project=project)
 

@@ -2,6 +2,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.ids import Id
 from app.prompts.schemas import ChatMessage
 
 
@@ -30,7 +31,7 @@ class Task(BaseModel):
 class RankingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ranking: list[list[int]] = Field(min_length=1, description="Tiers of completion ids, best first")
+    ranking: list[list[Id]] = Field(min_length=1, description="Tiers of completion ids, best first")
     flags: dict[str, list[str]] = Field(
         default_factory=dict, description='{"<completion id>": ["flag", ...]}'
     )

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from app.auth.models import User
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.ids import parse_id
 from app.labeling.expansion import expand_tiers
 from app.labeling.models import Assignment, AssignmentStatus, Comparison, Ranking
 from app.labeling.schemas import LabelerProgress, RankingIn
@@ -221,7 +222,7 @@ def validate_ranking(body: RankingIn, *, shown: list[int], allowed_flags: list[s
             details={"field": "ranking", "repeated": repeated, "unknown": unknown, "missing": missing},
         )
     for key, names in body.flags.items():
-        if not key.isdigit() or int(key) not in set(shown):
+        if parse_id(key) not in set(shown):  # strict: "042" would dodge exclude_flags, which looks up "42"
             raise InvalidInput(
                 f"flags: '{key}' is not a completion of this assignment.", details={"field": f"flags.{key}"}
             )

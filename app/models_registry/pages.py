@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.dependencies import AdminUser, Caller, CallerDep, ProjectReader, SessionDep
 from app.errors import InvalidInput, PrefLabError
+from app.ids import Id, parse_id
 from app.jobs import service as jobs
 from app.jobs.charts import metric_chart
 from app.jobs.models import FINISHED
@@ -101,7 +102,7 @@ def start_ppo_run(
     def queue() -> str:
         body = PPOTrainRequest(
             reward_model=reward_model or None,
-            policy=int(policy) if policy.isdigit() else policy,
+            policy=parse_id(policy) or policy,
             steps=steps,
             batch_size=batch_size,
             minibatch_size=minibatch_size,
@@ -159,7 +160,7 @@ def _project_with_error(
 
 
 @router.get("/jobs/{job_id}")
-def run_page(request: Request, caller: CallerDep, _reader: ProjectReader, job_id: int, session: SessionDep):
+def run_page(request: Request, caller: CallerDep, _reader: ProjectReader, job_id: Id, session: SessionDep):
     jobs.requeue_expired(session)
     job = jobs.get_job(session, job_id)
     events = jobs.events(session, job=job)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, status
 
 from app.auth.models import Role, User
 from app.dependencies import AdminUser, SessionDep, require_roles
+from app.ids import Id
 from app.jobs.schemas import JobCreated
 from app.models_registry import service
 from app.models_registry.models import ModelKind
@@ -36,11 +37,11 @@ def train_ppo(admin: AdminUser, project: ProjectDep, body: PPOTrainRequest, sess
 
 @router.get("/models", response_model=Page[ModelOut])
 def list_models(
-    _reader: ModelReader, session: SessionDep, project_id: int | None = None, kind: ModelKind | None = None
+    _reader: ModelReader, session: SessionDep, project_id: Id | None = None, kind: ModelKind | None = None
 ):
     return Page(items=service.list_models(session, project_id=project_id, kind=kind), next_cursor=None)
 
 
 @router.get("/models/{model_id}", response_model=ModelOut)
-def get_model(_reader: ModelReader, model_id: int, session: SessionDep):
+def get_model(_reader: ModelReader, model_id: Id, session: SessionDep):
     return service.get_model(session, model_id)

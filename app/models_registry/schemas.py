@@ -3,6 +3,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from app.ids import Id
 from app.models_registry.models import ModelKind
 from app.models_registry.quality import chance_verdict, held_out
 
@@ -74,8 +75,8 @@ class PPOTrainRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reward_model: int = Field(description="Id of a registered reward model version")
-    policy: str | int = Field(
+    reward_model: Id = Field(description="Id of a registered reward model version")
+    policy: str | Id = Field(
         "default", description='"default" (the bundled policy) or the id of a registered policy version'
     )
     steps: int = Field(20, ge=1, le=100_000, description="PPO steps (one rollout batch + its updates each)")

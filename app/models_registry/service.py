@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict, InvalidInput, NotFound
 from app.exports.schemas import ExportFilters
 from app.exports.service import plan_export
+from app.ids import parse_id
 from app.jobs import service as jobs
 from app.jobs.models import Job, JobKind
 from app.models_registry.models import ModelKind, ModelVersion
@@ -153,8 +154,8 @@ def generation_model(
     "model:<id>"), plus ``"model_artifact"`` for a version (its path in the artifact store), so that the
     worker loads it from its own mount of the store.
     """
-    if isinstance(model, str) and model.removeprefix("model:").isdigit():
-        model = int(model.removeprefix("model:"))
+    if isinstance(model, str) and (version_id := parse_id(model.removeprefix("model:"))):
+        model = version_id
     if isinstance(model, int):
         version = policy_version(session, model, field=field)
         return {"model": f"model:{version.id}", "model_artifact": version.artifact}

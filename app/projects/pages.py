@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from app.auth.models import Role, User
 from app.dependencies import AdminUser, Caller, CallerDep, ProjectReader, SessionDep, SettingsDep
 from app.errors import InvalidInput, NotFound, PrefLabError
+from app.ids import Id, parse_id
 from app.jobs import service as job_service
 from app.jobs.models import Job, JobKind, JobStatus
 from app.labeling import service as labeling_service
@@ -183,7 +184,7 @@ class ProjectForm(BaseModel):
             "rankings_per_prompt": self.rankings_per_prompt.strip(),
             "flags": split_flags(self.flags),
             "generation": {
-                "model": int(model) if model.isdigit() else model,  # a model version id
+                "model": parse_id(model) or model,  # a model version id
                 "temperature": self.temperature.strip(),
                 "retry_temperature": self.retry_temperature.strip() or None,
                 "top_p": self.top_p.strip(),
@@ -493,7 +494,7 @@ def _no_file() -> InvalidInput:
 # --- generation jobs -----------------------------------------------------------------------------
 
 
-def valid_project_job(project: ProjectDep, job_id: int, session: SessionDep) -> Job:
+def valid_project_job(project: ProjectDep, job_id: Id, session: SessionDep) -> Job:
     """The job in the path, which must be one of the project's in the path (404 otherwise)."""
     job = session.get(Job, job_id)
     if job is None or job.project_id != project.id:

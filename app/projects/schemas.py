@@ -3,6 +3,8 @@ from typing import Annotated
 
 from pydantic import AliasPath, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from app.ids import Id
+
 FlagName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,39}$")]
 DEFAULT_FLAGS = ["unsafe", "factually_wrong", "nonsense", "off_topic"]
 
@@ -16,9 +18,7 @@ def _require_unique(flags: list[str] | None) -> list[str] | None:
 class GenerationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str | int = Field(
-        "default", description='"default", a local Hugging Face directory, or a model id'
-    )
+    model: str | Id = Field("default", description='"default", a local Hugging Face directory, or a model id')
     temperature: float = Field(
         0.8, gt=0, le=2.0, description="Must be above 0: K greedy samples would be twins"
     )

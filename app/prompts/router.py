@@ -98,7 +98,7 @@ async def multipart_file(request: Request, limit: int) -> UploadFile:
 
 def _refuse_declared_size(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
 
 

@@ -3,6 +3,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.ids import MAX_ID, Id
+
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -82,7 +84,9 @@ class GeneratedCompletion(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=200_000)
-    seed: int | None = None
+    seed: int | None = Field(
+        None, ge=0, le=MAX_ID, description="The completion's sampling seed (an INTEGER column)"
+    )
     finished: bool | None = Field(None, description="Whether the model ended the text itself (EOS)")
     model: str | None = Field(
         None, max_length=500, description="Which of a two-model job's `models` wrote it (evaluation rounds)"
@@ -92,7 +96,7 @@ class GeneratedCompletion(BaseModel):
 class GeneratedForPrompt(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prompt_id: int
+    prompt_id: Id
     completions: list[GeneratedCompletion] = Field(max_length=9)
 
 

@@ -6,6 +6,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.errors import InvalidInput
+from app.ids import parse_id
 from app.labeling.models import Ranking
 from app.projects.models import Project
 from app.prompts.models import Completion, Prompt
@@ -73,13 +74,14 @@ def _status_condition(status: PromptStatus, project: Project) -> ColumnElement[b
 def _decode_cursor(cursor: str | None) -> int:
     if cursor in (None, ""):
         return 0
-    if not cursor.isdigit():
+    position = parse_id(cursor)
+    if position is None:
         raise InvalidInput(
             "cursor must be the next_cursor value of a previous page.",
             code="bad_cursor",
             details={"field": "cursor"},
         )
-    return int(cursor)
+    return position
 
 
 def prompt_out(prompt: Prompt, project: Project, rankings: int) -> PromptOut:

@@ -16,6 +16,7 @@ def test_create_and_read_project(client, admin, make_account) -> None:
         "temperature": 0.8,
         "top_p": 0.95,
         "max_new_tokens": 64,
+        "retry_temperature": None,  # the same temperature for the passes that re-draw twins
     }
     assert project["instructions_version"] == 1
     assert project["counts"] == {"prompts": 0, "completions": 0, "prompts_ready": 0}

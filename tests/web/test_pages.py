@@ -229,6 +229,7 @@ def test_creating_a_project_through_the_form(client: TestClient, admin: Account)
         "temperature": 0.7,
         "top_p": 0.9,
         "max_new_tokens": 96,
+        "retry_temperature": None,  # the form's field left empty
     }
     assert project["instructions_md"] == "# Rank by faithfulness\n\nPrefer summaries that add nothing."
 
