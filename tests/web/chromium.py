@@ -34,12 +34,14 @@ def launch(playwright):
 
 @contextmanager
 def logged_in(browser, base_url: str, account) -> Iterator:
-    """A tab signed in through the real login form; fails if the page raised a JavaScript error."""
+    """A tab signed in through the real login form; fails if the page raised a JavaScript error or the
+    browser blocked anything under the page's Content-Security-Policy."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=base_url)
     context.set_default_timeout(TIMEOUT_MS)
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("console", lambda message: _csp_violation(message, errors))
     tab.goto("/login")
     tab.fill("#username", account.username)
     tab.fill("#password", account.password)
@@ -49,3 +51,8 @@ def logged_in(browser, base_url: str, account) -> Iterator:
     yield tab
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def _csp_violation(message, errors: list[str]) -> None:
+    if message.type == "error" and "Content Security Policy" in message.text:
+        errors.append(message.text)

@@ -7,6 +7,7 @@ Needs Playwright's Python package and a system Chromium at /usr/bin/chromium (ne
 from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from app.labeling.models import Comparison, Ranking
@@ -78,12 +79,10 @@ def drag(page, source_id: int, target_id: int) -> None:
 
 
 def wait_for_next_task(page, previous: int) -> int:
-    page.wait_for_function(
-        "prev => { const t = document.getElementById('label-task');"
-        " return t && t.dataset.assignmentId && Number(t.dataset.assignmentId) !== prev"
-        " && !document.querySelector('.htmx-swapping, .htmx-settling, .htmx-request'); }",
-        arg=previous,
-    )
+    # Locator waits, not wait_for_function: the page's CSP forbids the eval that one needs.
+    expect(page.locator("#label-task[data-assignment-id]")).to_have_count(1)
+    expect(page.locator("#label-task")).not_to_have_attribute("data-assignment-id", str(previous))
+    expect(page.locator(".htmx-swapping, .htmx-settling, .htmx-request")).to_have_count(0)
     # Set up like the first task (drag, keys, hidden selects), also once htmx has settled it.
     page.wait_for_timeout(50)
     assert page.evaluate("document.getElementById('label-task').classList.contains('has-js')")
@@ -109,12 +108,10 @@ def test_drag_tie_flag_and_submit_without_a_page_load(page, project, db) -> None
 
     # 1. Drag the last card to the top with the mouse.
     drag(page, d, a)
-    page.wait_for_function(f"document.querySelector('.rank-card').dataset.completionId === '{d}'")
+    expect(page.locator(".rank-card").first).to_have_attribute("data-completion-id", str(d))
     assert order(page) == [d, a, b, c]
     assert page.inner_text(f".rank-card[data-completion-id='{d}'] [data-tier]") == "1"
-    page.wait_for_function(
-        "document.getElementById('label-announcer').textContent.includes('moved to rank 1')"
-    )
+    expect(page.locator("#label-announcer")).to_contain_text("moved to rank 1")
 
     # 2. Tie b with the rank above (a) with the keyboard, 3. flag c with the digit 1 (the first flag).
     card(page, b).focus()
@@ -125,7 +122,7 @@ def test_drag_tie_flag_and_submit_without_a_page_load(page, project, db) -> None
     tiers_shown = page.eval_on_selector_all(".rank-card [data-tier]", "els => els.map(e => e.textContent)")
     assert tiers_shown == ["1", "2", "2", "3"]
     assert selects(page) == {d: 1, a: 2, b: 2, c: 3}
-    page.wait_for_function("document.getElementById('label-announcer').textContent.includes('unsafe')")
+    expect(page.locator("#label-announcer")).to_contain_text("unsafe")
 
     # 4. Submit: the next task replaces this one in place.
     page.click("#label-submit")
@@ -144,7 +141,7 @@ def test_drag_tie_flag_and_submit_without_a_page_load(page, project, db) -> None
     # 5. Dragging works on the swapped-in task too (SortableJS set up again after the swap).
     _, (e, f, g, h) = current_task(page)
     drag(page, g, e)
-    page.wait_for_function(f"document.querySelector('.rank-card').dataset.completionId === '{g}'")
+    expect(page.locator(".rank-card").first).to_have_attribute("data-completion-id", str(g))
     assert order(page) == [g, e, f, h] and selects(page) == {g: 1, e: 2, f: 3, h: 4}
 
 
@@ -170,7 +167,7 @@ def test_ranking_with_the_keyboard_alone(page, project, db) -> None:
     assert selects(page) == {b: 1, c: 2, a: 3, d: 4}
     page.keyboard.press("t")
     assert selects(page) == {b: 1, c: 2, a: 2, d: 3}
-    page.wait_for_function("document.getElementById('label-announcer').textContent.includes('tied')")
+    expect(page.locator("#label-announcer")).to_contain_text("tied")
 
     page.keyboard.press("?")  # the help opens and closes from the keyboard
     page.wait_for_selector("#label-help[open]")

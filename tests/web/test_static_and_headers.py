@@ -80,6 +80,33 @@ def test_dynamic_responses_are_never_stored_by_the_browser(client, make_account,
     assert response.headers["cache-control"] == "no-store", path
 
 
+@pytest.mark.parametrize("path", ["/", "/label", "/login", "/api/v1/me", "/no-such-page"])
+def test_every_page_carries_the_security_headers(client, make_account, path) -> None:
+    browser_login(client, make_account("labeler"))
+    response = client.get(path)
+    policy = response.headers["content-security-policy"]
+    assert (
+        "script-src 'self';" in policy and "frame-ancestors 'none'" in policy and "unsafe-eval" not in policy
+    )
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "same-origin"
+    static = client.get(static_url("js/app.js"))
+    assert (
+        static.headers["x-content-type-options"] == "nosniff"
+        and "content-security-policy" not in static.headers
+    )
+
+
+def test_no_page_template_has_an_inline_script_or_handler() -> None:
+    """What the CSP forbids must not be there: an inline <script> or on*= attribute would be blocked."""
+    for template in (PROJECT_ROOT / "templates").rglob("*.html"):
+        text = template.read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text), template
+        assert not re.search(r"\son[a-z]+\s*=", text), template
+        assert "hx-on" not in text, template
+
+
 def test_the_docs_pages_load_nothing_from_another_host(client) -> None:
     for path in ("/api/v1/docs", "/api/v1/redoc"):
         response = client.get(path)
