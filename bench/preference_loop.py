@@ -57,6 +57,12 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/preflab-pref"))
     parser.add_argument("--out", type=Path, default=Path("/tmp/preflab-pref/results.jsonl"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep each preference's database from an earlier run: skip steps 1-3 (its project, rankings "
+        "and newest reward model) and run PPO and the blind round again, to compare PPO settings",
+    )
     args = parser.parse_args()
 
     prompts = load_prompts(args.prompts + args.eval_prompts)
@@ -86,9 +92,11 @@ def run_one(name: str, train_prompts: list[str], fresh_prompts: list[str], args)
     scorer = PREFERENCES[name]
     data_dir = args.data_dir / name
     data_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("preflab.sqlite3", "preflab.sqlite3-wal", "preflab.sqlite3-shm", "artifacts"):
-        path = data_dir / stale
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    reuse = args.reuse and (data_dir / "preflab.sqlite3").exists()
+    if not reuse:
+        for stale in ("preflab.sqlite3", "preflab.sqlite3-wal", "preflab.sqlite3-shm", "artifacts"):
+            path = data_dir / stale
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     shared_cache = args.data_dir / "cache"  # the default model is converted once for all runs
     shared_cache.mkdir(parents=True, exist_ok=True)
     if not (data_dir / "cache").exists():
@@ -97,9 +105,9 @@ def run_one(name: str, train_prompts: list[str], fresh_prompts: list[str], args)
     env.pop("PREFLAB_DATABASE_URL", None)
     preflab = [sys.executable, "-m", "app.cli"]
     subprocess.run([*preflab, "migrate"], env=env, check=True, capture_output=True, cwd=ROOT)
-    token = create_user(preflab, env, "pref-admin", "admin")
+    token = create_user(preflab, env, f"pref-admin-{int(time.time())}" if reuse else "pref-admin", "admin")
     port = free_port()
-    log = (data_dir / "server.log").open("w")
+    log = (data_dir / "server.log").open("a" if reuse else "w")
     server = subprocess.Popen(
         [*preflab, "serve", "--port", str(port), "--with-worker"],
         env=env,
@@ -113,54 +121,12 @@ def run_one(name: str, train_prompts: list[str], fresh_prompts: list[str], args)
         base = f"http://127.0.0.1:{port}"
         api = Api(f"{base}/api/v1", token)
         api.wait_up()
-        generation = {"model": "default", "max_new_tokens": args.max_new_tokens}
-
-        # 1. the project, its prompts, the default policy's completions
-        started = time.monotonic()
-        pid = api.post(
-            "/projects",
-            {
-                "name": f"pref-{name}",
-                "instructions_md": f"Rank by the synthetic preference `{name}` (bench/preferences.py).",
-                "completions_per_prompt": 4,
-                "rankings_per_prompt": 2,
-                "generation": generation,
-            },
-        )["id"]
-        upload(api, pid, train_prompts)
-        api.wait_job(api.post(f"/projects/{pid}/generate", {})["job_id"], timeout=7200)
-        texts = [c["text"] for p in all_prompts(api, pid) for c in p["completions"]]
-        scores = [scorer([], t) for t in texts]
-        stage(
-            stages,
-            "generate",
-            started,
-            f"{len(texts)} completions; {name} mean {statistics.mean(scores):.3f} "
-            f"sd {statistics.pstdev(scores):.3f}",
-        )
-
-        # 2. simulated labelers: two careful, one random
-        started = time.monotonic()
         admin = ApiClient(base, token)
-        labelers = make_labelers(admin, count=3, random_count=1, fast_count=0, prefix="sim", seed=args.seed)
-        ranked = simulate(labelers, pid, scorer, noise=NOISE[name], tie_margin=0.0)
-        stage(stages, "rank", started, f"{ranked} rankings by 3 simulated labelers (1 random)")
-
-        # 3. the reward model
-        started = time.monotonic()
-        body = {}
-        if args.reward_epochs is not None:
-            body["epochs"] = args.reward_epochs
-        if args.reward_lr is not None:
-            body["learning_rate"] = args.reward_lr
-        reward_job = api.wait_job(api.post(f"/projects/{pid}/train/reward", body)["job_id"], timeout=7200)
-        reward = api.get(f"/models/{reward_job['model_id']}")
-        stage(
-            stages,
-            "reward model",
-            started,
-            f"{reward['held_out']}; better than chance: {reward['better_than_chance']}",
-        )
+        generation = {"model": "default", "max_new_tokens": args.max_new_tokens}
+        if reuse:
+            pid, reward, ranked = reused(api, name)
+        else:
+            pid, reward, ranked = label_and_train(api, admin, name, train_prompts, generation, args, stages)
 
         # 4. PPO (forced at chance, so it is measured either way)
         started = time.monotonic()
@@ -183,7 +149,7 @@ def run_one(name: str, train_prompts: list[str], fresh_prompts: list[str], args)
         fresh = api.post(
             "/projects",
             {
-                "name": f"fresh-{name}",
+                "name": f"fresh-{name}-{ppo_job['id']}",
                 "completions_per_prompt": 2,
                 "rankings_per_prompt": 1,
                 "generation": generation,
@@ -195,7 +161,9 @@ def run_one(name: str, train_prompts: list[str], fresh_prompts: list[str], args)
             {"candidate": ppo_job["model_id"], "baseline": "default", "prompts": len(fresh_prompts)},
         )
         api.wait_job(round_["job_id"], timeout=7200)
-        judge = make_labelers(admin, count=1, random_count=0, fast_count=0, prefix="judge", seed=args.seed)
+        judge = make_labelers(
+            admin, count=1, random_count=0, fast_count=0, prefix=f"judge{ppo_job['id']}", seed=args.seed
+        )
         simulate(judge, round_["round_project_id"], scorer, noise=0.0, tie_margin=1e-9)
         result = api.get(f"/evaluations/{round_['id']}")
         stage(
@@ -213,6 +181,7 @@ def run_one(name: str, train_prompts: list[str], fresh_prompts: list[str], args)
         "preference": name,
         "prompts": len(train_prompts),
         "rankings": ranked,
+        "ppo": json.loads(args.ppo),
         "reward_model": reward["held_out"],
         "better_than_chance": reward["better_than_chance"],
         "reward_before": m["eval/reward_before"],
@@ -230,6 +199,64 @@ def run_one(name: str, train_prompts: list[str], fresh_prompts: list[str], args)
         "minutes": round((time.monotonic() - begun) / 60, 1),
         "stages": {s[0]: round(s[1], 1) for s in stages},
     }
+
+
+def label_and_train(
+    api: Api, admin: ApiClient, name: str, train_prompts: list[str], generation: dict, args, stages: list
+) -> tuple[int, dict, int]:
+    """Steps 1-3: the project and the default policy's completions, the simulated rankings, the reward
+    model. Returns (project id, reward model, rankings)."""
+    scorer = PREFERENCES[name]
+    # 1. the project, its prompts, the default policy's completions
+    started = time.monotonic()
+    pid = api.post(
+        "/projects",
+        {
+            "name": f"pref-{name}",
+            "instructions_md": f"Rank by the synthetic preference `{name}` (bench/preferences.py).",
+            "completions_per_prompt": 4,
+            "rankings_per_prompt": 2,
+            "generation": generation,
+        },
+    )["id"]
+    upload(api, pid, train_prompts)
+    api.wait_job(api.post(f"/projects/{pid}/generate", {})["job_id"], timeout=7200)
+    texts = [c["text"] for p in all_prompts(api, pid) for c in p["completions"]]
+    scores = [scorer([], t) for t in texts]
+    stage(
+        stages,
+        "generate",
+        started,
+        f"{len(texts)} completions; {name} mean {statistics.mean(scores):.3f} "
+        f"sd {statistics.pstdev(scores):.3f}",
+    )
+
+    # 2. simulated labelers: two careful, one random
+    started = time.monotonic()
+    labelers = make_labelers(admin, count=3, random_count=1, fast_count=0, prefix="sim", seed=args.seed)
+    ranked = simulate(labelers, pid, scorer, noise=NOISE[name], tie_margin=0.0)
+    stage(stages, "rank", started, f"{ranked} rankings by 3 simulated labelers (1 random)")
+
+    # 3. the reward model
+    started = time.monotonic()
+    body = {}
+    if args.reward_epochs is not None:
+        body["epochs"] = args.reward_epochs
+    if args.reward_lr is not None:
+        body["learning_rate"] = args.reward_lr
+    reward_job = api.wait_job(api.post(f"/projects/{pid}/train/reward", body)["job_id"], timeout=7200)
+    reward = api.get(f"/models/{reward_job['model_id']}")
+    verdict = f"{reward['held_out']}; better than chance: {reward['better_than_chance']}"
+    stage(stages, "reward model", started, verdict)
+    return pid, reward, ranked
+
+
+def reused(api: Api, name: str) -> tuple[int, dict, int]:
+    """--reuse: the project, newest reward model and ranking count an earlier run of this preference left."""
+    projects = api.get("/projects", limit=100)["items"]
+    pid = next(p["id"] for p in projects if p["name"] == f"pref-{name}")
+    reward = api.get("/models", project_id=pid, kind="reward")["items"][0]
+    return pid, reward, 2 * len(all_prompts(api, pid))
 
 
 def upload(api: Api, project_id: int, prompts: list[str]) -> None:

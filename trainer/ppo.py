@@ -11,7 +11,7 @@ The loop follows "The N Implementation Details of RLHF with PPO" (Huang et al., 
 3. Forward reference and value model over prompt + completion: the reference's log-probs of the sampled
    tokens, values; tokens after the first EOS are masked out.
 4. Compute rewards: decode the completion, re-encode it with the REWARD MODEL's tokenizer and template,
-   score it; completions without EOS get ``missing_eos_penalty`` instead; per-token reward is
+   score it; completions without EOS score ``missing_eos_penalty`` less; per-token reward is
    ``-beta * (logp - logp_ref)`` plus the score on the last token.
 5. GAE advantages and returns (gamma, lambda), advantages whitened.
 6. ``ppo_epochs`` passes over shuffled minibatches: clipped policy loss + ``vf_coef`` * clipped value loss.
@@ -118,8 +118,10 @@ class PPOConfig:
     """Lambda of GAE."""
     whiten_rewards: bool = False
     """Scale the per-token rewards to unit variance over the batch (mean kept) before GAE."""
-    missing_eos_penalty: float | None = -1.0
-    """Score given instead of the RM score to completions with no EOS; None scores them normally."""
+    missing_eos_penalty: float | None = None
+    """Subtracted from the RM score of completions with no EOS (TRL's ``missing_eos_penalty``); None: no
+    penalty. Subtracted, not substituted: when nearly every completion runs to ``max_new_tokens`` (the
+    bundled model on open questions under 128 tokens), a substituted constant left PPO no signal at all."""
     max_prompt_tokens: int = 256
     """Longer prompts (in policy tokens) are dropped, with a warning."""
     reward_max_length: int | None = None
@@ -190,10 +192,11 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) ->
 
 
 def apply_missing_eos_penalty(scores: torch.Tensor, finished: torch.Tensor, penalty: float | None):
-    """[Huang §4: the EOS trick] a completion that never ended gets a fixed low score instead."""
+    """[Huang §4: the EOS trick, as TRL applies it] a completion that never ended scores ``penalty`` less;
+    the reward model's ordering among unfinished completions survives."""
     if penalty is None:
         return scores
-    return torch.where(finished, scores, torch.full_like(scores, penalty))
+    return scores - penalty * (~finished).to(scores.dtype)
 
 
 def compute_rewards(

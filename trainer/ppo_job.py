@@ -24,6 +24,8 @@ def ppo_config(ctx: Any, job: ClaimedJob) -> PPOConfig:
     c = job.config
     policy = str(ctx.model_path(c["policy_artifact"])) if c.get("policy_artifact") else "default"
     optional = {key: c[key] for key in ("target_kl", "missing_eos_penalty", "target_reward", "kl_ceiling")}
+    if (penalty := optional["missing_eos_penalty"]) is not None and penalty < 0:
+        optional["missing_eos_penalty"] = -penalty  # queued when it was the (negative) score substituted
     # absent from jobs queued before they existed: the trainer's defaults
     optional |= {key: c[key] for key in ("min_entropy", "eval_every") if key in c}
     return PPOConfig(
@@ -47,6 +49,23 @@ def ppo_config(ctx: Any, job: ClaimedJob) -> PPOConfig:
         # null or absent (jobs queued before it was settable): follows the run's length
         kl_horizon=int(c["kl_horizon"]) if c.get("kl_horizon") is not None else None,
         **optional,
+    )
+
+
+TRUNCATED_WARNING = 0.9
+"""Share of a step's completions cut at max_new_tokens above which the run page says so."""
+
+
+def truncation_notice(metrics: dict[str, Any], config: PPOConfig) -> str | None:
+    """A line for the run page when the reward model is scoring mostly cut-off answers: what it learnt
+    from whole answers may not hold for their first max_new_tokens tokens."""
+    cut = metrics.get("reward/missing_eos", 0.0)
+    if cut < TRUNCATED_WARNING:
+        return None
+    return (
+        f"{cut:.0%} of the first step's completions reached max_new_tokens ({config.max_new_tokens}) "
+        "without ending: the reward model scores them cut off. If the project's labelers judge longer "
+        "answers, raise max_new_tokens."
     )
 
 
@@ -75,7 +94,12 @@ def run_ppo_job(ctx: Any, job: ClaimedJob) -> tuple[dict[str, Any], str]:
             ctx.api.event(job, metrics=metrics)
             return
         step = float(metrics.get("step", 0))
-        ctx.api.event(job, progress=min(0.99, 0.02 + 0.97 * step / config.steps), metrics=metrics)
+        ctx.api.event(
+            job,
+            progress=min(0.99, 0.02 + 0.97 * step / config.steps),
+            metrics=metrics,
+            log_text=truncation_notice(metrics, config) if step == 1 else None,
+        )
 
     result = train_ppo(
         config,

@@ -91,7 +91,7 @@ def start_ppo_run(
     steps: Annotated[str, Form()] = "20",
     batch_size: Annotated[str, Form()] = "8",
     minibatch_size: Annotated[str, Form()] = "4",
-    max_new_tokens: Annotated[str, Form()] = "48",
+    max_new_tokens: Annotated[str, Form()] = "",
     learning_rate: Annotated[str, Form()] = "1e-5",
     kl_coef: Annotated[str, Form()] = "0.05",
     target_kl: Annotated[str, Form()] = "6",
@@ -106,7 +106,7 @@ def start_ppo_run(
             steps=steps,
             batch_size=batch_size,
             minibatch_size=minibatch_size,
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=max_new_tokens.strip() or None,  # empty: the project's
             learning_rate=learning_rate,
             kl_coef=kl_coef,
             target_kl=target_kl.strip() or None,  # empty: a fixed beta

@@ -83,7 +83,13 @@ class PPOTrainRequest(BaseModel):
     batch_size: int = Field(8, ge=1, le=4096, description="Prompts (= completions) per rollout")
     minibatch_size: int = Field(4, ge=1, le=4096, description="Completions per optimizer step")
     ppo_epochs: int = Field(4, ge=1, le=64, description="Passes over each rollout")
-    max_new_tokens: int = Field(48, ge=1, le=4096)
+    max_new_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Completion length cap; null: the project's (the length its labelers judge). The reward "
+        "model scores a completion cut at this length as it is",
+    )
     learning_rate: float = Field(1e-5, gt=0, le=1e-2)
     kl_coef: float = Field(0.05, ge=0, le=10, description="Initial beta of the per-token KL penalty")
     target_kl: float | None = Field(
@@ -102,7 +108,11 @@ class PPOTrainRequest(BaseModel):
     )
     top_p: float | None = Field(None, gt=0, le=1.0, description="Nucleus sampling; null: the project's")
     missing_eos_penalty: float | None = Field(
-        -1.0, ge=-100, le=100, description="Score of completions with no EOS; null: no penalty"
+        None,
+        ge=0,
+        le=100,
+        description="Subtracted from the score of completions that hit max_new_tokens without EOS (as TRL's "
+        "missing_eos_penalty); null: no penalty",
     )
     whiten_rewards: bool = Field(False, description="Scale per-token rewards to unit variance per batch")
     eval_prompts: int = Field(

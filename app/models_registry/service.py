@@ -16,6 +16,7 @@ from app.models_registry.models import ModelKind, ModelVersion
 from app.models_registry.quality import chance_verdict
 from app.models_registry.schemas import PPOTrainRequest, RewardTrainRequest
 from app.projects.models import Project
+from app.projects.schemas import GenerationSettings
 from app.prompts.models import Prompt
 
 KIND_OF_JOB = {JobKind.reward.value: ModelKind.reward, JobKind.ppo.value: ModelKind.policy}
@@ -91,9 +92,11 @@ def queue_ppo_training(
             code="no_prompts",
             details={"field": "project_id"},
         )
+    sampling = GenerationSettings.model_validate(project.generation)
     config = request.model_dump(mode="json") | {
-        "temperature": request.temperature or float(project.generation.get("temperature", 0.8)),
-        "top_p": request.top_p or float(project.generation.get("top_p", 1.0)),
+        "temperature": request.temperature or sampling.temperature,
+        "top_p": request.top_p or sampling.top_p,
+        "max_new_tokens": request.max_new_tokens or sampling.max_new_tokens,
         "reward_model_artifact": reward.artifact,
         "policy_artifact": policy.artifact if policy else None,
         "base_model": f"model:{policy.id}" if policy else "default",

@@ -10,7 +10,8 @@ from tests.api.test_auth import assert_error
 from tests.conftest import create_project
 from tests.labeling.conftest import seed_ready_prompts
 from trainer.client import ClaimedJob
-from trainer.ppo_job import ppo_config
+from trainer.ppo import PPOConfig
+from trainer.ppo_job import ppo_config, truncation_notice
 
 
 def finish_training_job(client, worker, kind: str, job_id: int, metrics: dict | None = None) -> dict:
@@ -60,6 +61,7 @@ def test_bad_ppo_requests_are_422_and_queue_nothing(client, admin, make_account)
         ({"reward_model": reward_id, "steps": 0}, "steps", "validation_failed"),
         ({"reward_model": reward_id, "learning_rate": -1}, "learning_rate", "validation_failed"),
         ({"reward_model": reward_id, "kl_horizon": 0}, "kl_horizon", "validation_failed"),
+        ({"reward_model": reward_id, "missing_eos_penalty": -1}, "missing_eos_penalty", "validation_failed"),
         ({"reward_model": reward_id, "surprise": 1}, "surprise", "validation_failed"),
     ]:
         error = assert_error(client.post(url, json=body, headers=admin.headers), 422, code)
@@ -83,7 +85,8 @@ def test_only_admins_start_ppo_runs(client, admin, make_account) -> None:
 
 def test_ppo_run_snapshots_its_config_and_registers_a_policy(client, admin, make_account) -> None:
     worker = make_account("worker")
-    project = create_project(client, admin, generation={"model": "default", "temperature": 0.6, "top_p": 0.9})
+    generation = {"model": "default", "temperature": 0.6, "top_p": 0.9, "max_new_tokens": 72}
+    project = create_project(client, admin, generation=generation)
     seed_ready_prompts(client, admin, project["id"], n=10, k=4)
     reward_id = registered_reward_model(client, admin, worker, project["id"])
     body = {
@@ -105,7 +108,9 @@ def test_ppo_run_snapshots_its_config_and_registers_a_policy(client, admin, make
     assert claimed["id"] == job_id and claimed["kind"] == "ppo"
     assert config["steps"] == 3 and config["policy"] == "default" and config["policy_artifact"] is None
     assert config["reward_model_artifact"] == f"reward/job-{_job_of(client, admin, reward_id)}"
-    assert config["temperature"] == 0.6 and config["top_p"] == 0.9  # the project's sampling settings
+    # the project's sampling settings, length included: the reward model scores what labelers judged
+    assert config["temperature"] == 0.6 and config["top_p"] == 0.9 and config["max_new_tokens"] == 72
+    assert config["missing_eos_penalty"] is None
     # the worker turns the snapshot into the trainer's config
     worker_side = SimpleNamespace(model_path=lambda path: Path("/artifacts") / path, cache_dir=Path("/cache"))
     job = ClaimedJob(id=job_id, kind="ppo", project_id=project["id"], config=config, attempt=1)
@@ -113,6 +118,16 @@ def test_ppo_run_snapshots_its_config_and_registers_a_policy(client, admin, make
     assert trainer_config.kl_horizon == 200 and trainer_config.batch_size == 4
     assert trainer_config.reward_model == f"/artifacts/{config['reward_model_artifact']}"
     assert trainer_config.temperature == 0.6 and trainer_config.policy == "default"
+    assert trainer_config.max_new_tokens == 72 and trainer_config.missing_eos_penalty is None
+    # a job queued when the penalty was the (negative) score substituted reads as its size
+    legacy = ClaimedJob(
+        id=job_id,
+        kind="ppo",
+        project_id=project["id"],
+        config=config | {"missing_eos_penalty": -1.0},
+        attempt=1,
+    )
+    assert ppo_config(worker_side, legacy).missing_eos_penalty == 1.0
     prompt_ids = [
         p["id"]
         for p in client.get(
@@ -250,3 +265,10 @@ def test_models_say_on_what_their_held_out_accuracy_was_measured(client, admin, 
     assert models[learned]["held_out"] == "0.800 [0.70, 0.88] on 120 pairs of 20 held-out prompts"
     assert models[chance]["better_than_chance"] is False
     assert models[chance]["held_out"] == "0.550 [0.41, 0.68] on 120 pairs of 20 held-out prompts"
+
+
+def test_the_run_page_says_when_the_reward_model_scores_cut_off_answers() -> None:
+    config = PPOConfig(reward_model="rm", max_new_tokens=48)
+    notice = truncation_notice({"step": 1, "reward/missing_eos": 1.0}, config)
+    assert "100% of the first step's completions reached max_new_tokens (48)" in notice
+    assert truncation_notice({"step": 1, "reward/missing_eos": 0.5}, config) is None

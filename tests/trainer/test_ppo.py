@@ -63,11 +63,11 @@ def test_rewards_are_kl_penalty_plus_score_on_last_token():
     torch.testing.assert_close(rewards, torch.tensor([[-0.05, 0.1, 2.0], [-0.1, -1.0, 0.0]]))
 
 
-def test_missing_eos_penalty_replaces_the_score():
+def test_missing_eos_penalty_is_subtracted_so_unfinished_completions_keep_their_order():
     scores = torch.tensor([3.0, 3.0, -2.0])
     finished = torch.tensor([True, False, False])
     torch.testing.assert_close(
-        apply_missing_eos_penalty(scores, finished, -1.0), torch.tensor([3.0, -1.0, -1.0])
+        apply_missing_eos_penalty(scores, finished, 1.0), torch.tensor([3.0, 2.0, -3.0])
     )
     torch.testing.assert_close(apply_missing_eos_penalty(scores, finished, None), scores)
 
