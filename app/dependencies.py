@@ -4,7 +4,7 @@ Every route declares who may call it through one of the `Annotated` aliases at t
 reader sees the rule in the signature.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -28,7 +28,16 @@ def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_db(request: Request) -> Iterator[Session]:
+async def db_admission(request: Request) -> AsyncIterator[None]:
+    """Wait in the event loop for one of the database's slots (app/admission.py); released after the
+    commit, since dependencies are torn down in reverse."""
+    async with request.app.state.db_gate.admit():
+        yield
+
+
+def get_db(
+    request: Request, _admitted: Annotated[None, Depends(db_admission, scope="function")]
+) -> Iterator[Session]:
     """One transaction per request: commit when the route returns, roll back when it raises."""
     yield from session_scope(request.app.state.session_factory)
 

@@ -7,9 +7,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.access_log import quiet_worker_polling
+from app.admission import RETRY_AFTER_SECONDS, DatabaseGate
 from app.agreement import pages as agreement_pages
 from app.agreement import router as agreement_api
 from app.api_docs import API_PREFIX, OPENAPI_URL
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.resolved_database_url)
     app.state.session_factory = make_session_factory(app.state.engine)
+    app.state.db_gate = DatabaseGate.for_dialect(app.state.engine.dialect.name)
 
     apis = [
         auth_api.router,
@@ -97,14 +100,19 @@ def _wants_json(request: Request) -> bool:
 
 def _error_response(request: Request, error: PrefLabError) -> Response:
     if _wants_json(request):
-        headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else {}
+        if error.retry_after is not None:
+            headers["Retry-After"] = str(error.retry_after)
         return JSONResponse(error.as_body(), status_code=error.status_code, headers=headers)
     if isinstance(error, NotAuthenticated):
         from app.web import redirect
 
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return redirect(f"/login?next={quote(target)}")
-    return render(request, "error.html", None, status_code=error.status_code, error=error)
+    response = render(request, "error.html", None, status_code=error.status_code, error=error)
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -135,11 +143,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error_response(request, error)
 
     @app.exception_handler(OperationalError)
-    async def database_down(request: Request, exc: OperationalError) -> Response:
+    @app.exception_handler(PoolTimeout)
+    async def database_down(request: Request, exc: OperationalError | PoolTimeout) -> Response:
         log.error("database error: %s", exc)
         return _error_response(
             request,
             ServiceUnavailable(
-                "The database is unavailable or busy; retry in a moment.", code="database_unavailable"
+                f"The database is unavailable or busy; retry in {RETRY_AFTER_SECONDS} s.",
+                code="database_unavailable",
+                retry_after=RETRY_AFTER_SECONDS,
             ),
         )

@@ -3,8 +3,9 @@
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, exists, func, insert, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,7 +19,7 @@ from app.labeling.schemas import LabelerProgress, RankingIn
 from app.projects.models import InstructionVersion, Project
 from app.prompts.models import Completion, Prompt
 
-CANDIDATES_PER_TRY = 4
+CANDIDATES_PER_TRY = 8
 _shuffler = random.SystemRandom()
 
 LIVE = AssignmentStatus.live.value
@@ -39,7 +40,8 @@ def expire_stale(session: Session) -> None:
 def next_task(
     session: Session, *, labeler: User, project: Project | None, ttl: timedelta
 ) -> Assignment | None:
-    """The labeler's live assignment if they have one, else a new one, else None (nothing left)."""
+    """The labeler's live assignment if they have one, else a new one, else None: no slot is free for
+    this labeler (never said while one is)."""
     expire_stale(session)
     current = session.scalar(
         select(Assignment)
@@ -53,17 +55,33 @@ def next_task(
     )
     if current is not None:
         return current
-    # Candidates can be taken by concurrent labelers between the query and the insert; on Postgres
-    # the first tries skip prompts other requests hold locked, the last waits for them instead, so
-    # "nothing left" is only ever said when nothing is left.
-    for skip_locked in (True, True, False):
-        candidates = _candidate_prompts(
-            session, labeler=labeler, project=project, limit=CANDIDATES_PER_TRY, skip_locked=skip_locked
-        )
+    # Concurrent labelers race for the same slots. Each prompt is taken on its own: locked, its slots
+    # counted afresh, one taken (see _try_assign). Prompts another request holds are tried first without
+    # waiting, so concurrent requests spread out, then waiting, so a busy prompt is never mistaken for a
+    # full one; and candidates are looked up again until none is left that this request has not found
+    # full. A request holds at most one prompt lock at a time, so two can never wait on each other.
+    full: set[int] = set()
+    while candidates := _candidate_prompts(
+        session, labeler=labeler, project=project, exclude=full, limit=CANDIDATES_PER_TRY
+    ):
+        busy = []
         for prompt, prompt_project in candidates:
-            assignment = _try_assign(session, prompt=prompt, project=prompt_project, labeler=labeler, ttl=ttl)
-            if assignment is not None:
-                return assignment
+            outcome = _try_assign(session, prompt=prompt, project=prompt_project, labeler=labeler, ttl=ttl)
+            if isinstance(outcome, Assignment):
+                return outcome
+            if outcome is BUSY:
+                busy.append(prompt.id)
+            else:
+                full.add(prompt.id)
+        for prompt, prompt_project in candidates:
+            if prompt.id not in busy:
+                continue
+            outcome = _try_assign(
+                session, prompt=prompt, project=prompt_project, labeler=labeler, ttl=ttl, wait=True
+            )
+            if isinstance(outcome, Assignment):
+                return outcome
+            full.add(prompt.id)
     return None
 
 
@@ -80,8 +98,10 @@ def _slots_taken(prompt_id_column: ColumnElement[int]) -> ScalarSelect[int]:
 
 
 def _candidate_prompts(
-    session: Session, *, labeler: User, project: Project | None, limit: int, skip_locked: bool
+    session: Session, *, labeler: User, project: Project | None, exclude: set[int], limit: int
 ) -> list[tuple[Prompt, Project]]:
+    """Prompts with a free slot this labeler may take, as of this statement (a concurrent request may
+    take the slot before _try_assign gets there, which is why it counts again under the lock)."""
     mine = exists().where(
         Assignment.prompt_id == Prompt.id,
         Assignment.labeler_id == labeler.id,
@@ -101,22 +121,52 @@ def _candidate_prompts(
     )
     if project is not None:
         query = query.where(Prompt.project_id == project.id)
-    return [(row[0], row[1]) for row in session.execute(_lock_candidates(session, query, skip_locked))]
+    if exclude:
+        query = query.where(Prompt.id.not_in(exclude))
+    return [(row[0], row[1]) for row in session.execute(query)]
 
 
-def _lock_candidates(session: Session, query: Select, skip_locked: bool) -> Select:
-    """Postgres: lock the candidate prompts, skipping those another labeler's request holds, so that
-    concurrent requests spread over different prompts instead of colliding. SQLite runs one writing
-    transaction at a time (see app.db), so it needs no lock here."""
-    if session.get_bind().dialect.name == "postgresql":
-        # FOR NO KEY UPDATE: it does not block the foreign-key checks of concurrent ranking inserts.
-        return query.with_for_update(of=Prompt, skip_locked=skip_locked, key_share=True)
-    return query
+class _Outcome(Enum):
+    FULL = "full"  # no free slot (or the labeler got this prompt meanwhile)
+    BUSY = "busy"  # another request holds the prompt; try again, waiting
+
+
+FULL, BUSY = _Outcome.FULL, _Outcome.BUSY
 
 
 def _try_assign(
-    session: Session, *, prompt: Prompt, project: Project, labeler: User, ttl: timedelta
-) -> Assignment | None:
+    session: Session, *, prompt: Prompt, project: Project, labeler: User, ttl: timedelta, wait: bool = False
+) -> Assignment | _Outcome:
+    """Take a free slot of one prompt, in a savepoint that holds the prompt's lock.
+
+    On Postgres the prompt row is locked (FOR NO KEY UPDATE, which does not block the foreign-key checks
+    of concurrent inserts) before its slots are counted; under READ COMMITTED the count then sees every
+    slot taken by requests that held the lock before. A full prompt rolls the savepoint back, which
+    releases the lock at once. SQLite runs one writing transaction at a time (app.db): no lock needed.
+    """
+    savepoint = session.begin_nested()
+    try:
+        outcome = _assign_locked(session, prompt=prompt, project=project, labeler=labeler, ttl=ttl, wait=wait)
+    except IntegrityError:  # this labeler got the prompt meanwhile (in another tab)
+        outcome = FULL
+    if isinstance(outcome, Assignment):
+        savepoint.commit()
+    else:
+        savepoint.rollback()
+    return outcome
+
+
+def _assign_locked(
+    session: Session, *, prompt: Prompt, project: Project, labeler: User, ttl: timedelta, wait: bool
+) -> Assignment | _Outcome:
+    if session.get_bind().dialect.name == "postgresql":
+        locked = session.scalar(
+            select(Prompt.id)
+            .where(Prompt.id == prompt.id)
+            .with_for_update(skip_locked=not wait, key_share=True)
+        )
+        if locked is None:
+            return BUSY
     taken = set(
         session.scalars(
             select(Assignment.slot).where(Assignment.prompt_id == prompt.id, Assignment.slot.is_not(None))
@@ -124,7 +174,7 @@ def _try_assign(
     )
     free = [slot for slot in range(project.rankings_per_prompt) if slot not in taken]
     if not free:
-        return None
+        return FULL
     completion_ids = list(
         session.scalars(
             select(Completion.id)
@@ -150,25 +200,17 @@ def _try_assign(
         expires_at=now + ttl,
         finished_at=None,
     )
-    try:
-        with session.begin_nested():  # a savepoint: losing a race must not undo the whole request
-            earlier = session.scalar(
-                select(Assignment).where(
-                    Assignment.prompt_id == prompt.id, Assignment.labeler_id == labeler.id
-                )
-            )
-            if earlier is not None:  # this labeler's own expired assignment of the prompt comes back
-                for key, value in values.items():
-                    setattr(earlier, key, value)
-                assignment = earlier
-            else:
-                assignment = Assignment(
-                    project_id=project.id, prompt_id=prompt.id, labeler_id=labeler.id, **values
-                )
-                session.add(assignment)
-            session.flush()
-    except IntegrityError:  # another labeler took this slot, or this labeler got the prompt meanwhile
-        return None
+    earlier = session.scalar(
+        select(Assignment).where(Assignment.prompt_id == prompt.id, Assignment.labeler_id == labeler.id)
+    )
+    if earlier is not None:  # this labeler's own expired assignment of the prompt comes back
+        for key, value in values.items():
+            setattr(earlier, key, value)
+        assignment = earlier
+    else:
+        assignment = Assignment(project_id=project.id, prompt_id=prompt.id, labeler_id=labeler.id, **values)
+        session.add(assignment)
+    session.flush()
     return assignment
 
 

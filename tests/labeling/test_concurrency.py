@@ -8,6 +8,7 @@ import threading
 from collections import Counter
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from app.labeling.models import Assignment, Comparison, Ranking
@@ -59,3 +60,59 @@ def test_concurrent_labelers_never_over_assign(client, admin, make_account, live
     assert db.scalar(select(func.count(Comparison.id))) == len(rankings) * 3  # C(3,2) each
     live = db.scalar(select(func.count(Assignment.id)).where(Assignment.status == "live"))
     assert live == 0
+
+
+BURST = 60
+
+
+def _burst(live_server: str, accounts, request) -> Counter:
+    """Every account fires one request at the same instant; the statuses, counted."""
+    statuses: Counter = Counter()
+    start = threading.Barrier(len(accounts))
+
+    def fire(account) -> None:
+        with httpx.Client(base_url=live_server, headers=account.headers, timeout=60) as http:
+            start.wait()
+            response = request(http)
+            statuses[response.status_code] += 1
+            if response.status_code >= 500:
+                assert response.headers["content-type"].startswith("application/json"), response.text
+                assert response.headers.get("retry-after"), "a 503 says when to retry"
+
+    threads = [threading.Thread(target=fire, args=(account,)) for account in accounts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return statuses
+
+
+def test_a_burst_of_requests_is_served_without_errors(make_account, live_server) -> None:
+    """More simultaneous requests than the thread pool has threads and the pool has connections: they
+    wait their turn (on SQLite they used to freeze the server for 30 s and answer 500 and 503)."""
+    accounts = [make_account("labeler") for _ in range(BURST)]
+    statuses = _burst(live_server, accounts, lambda http: http.get("/api/v1/me"))
+    assert statuses == {200: BURST}
+
+
+@pytest.mark.parametrize(("labelers", "prompts"), [(50, 25), (40, 10)])
+def test_labelers_asking_for_a_task_at_once_get_every_free_slot(
+    client, admin, make_account, live_server, db, labelers, prompts
+) -> None:
+    """All at once, 2 slots per prompt: a task for each labeler while slots last, "nothing left" (204)
+    only once every slot is taken, no deadlock, no error. Postgres used to answer 204 with slots free."""
+    project = create_project(client, admin, completions_per_prompt=2, rankings_per_prompt=2)
+    seed_ready_prompts(client, admin, project["id"], n=prompts, k=2)
+    accounts = [make_account("labeler") for _ in range(labelers)]
+    statuses = _burst(
+        live_server,
+        accounts,
+        lambda http: http.get("/api/v1/tasks/next", params={"project_id": project["id"]}),
+    )
+    slots = 2 * prompts
+    assert statuses == ({200: labelers} if slots >= labelers else {200: slots, 204: labelers - slots})
+    live = db.execute(
+        select(Assignment.prompt_id, Assignment.labeler_id).where(Assignment.status == "live")
+    ).all()
+    assert len(live) == min(labelers, slots) and len(set(live)) == len(live)
+    assert set(Counter(prompt_id for prompt_id, _ in live).values()) == {2}
