@@ -1,5 +1,6 @@
 """Engine, sessions and the declarative base shared by every domain's ORM models."""
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -9,6 +10,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from app.storable import check_storable
 
 # Stable constraint names, so Alembic migrations are identical on SQLite and Postgres.
 NAMING_CONVENTION = {
@@ -49,12 +52,41 @@ class Base(DeclarativeBase):
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    kwargs.setdefault("json_serializer", _storable_json)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    event.listen(engine, "before_cursor_execute", _refuse_unstorable_text)
+    return engine
+
+
+def _storable_json(value: Any) -> str:
+    """JSON columns: NaN, Infinity, NUL and absurd nesting refused alike on both databases."""
+    check_storable(value, "a JSON value")
+    return json.dumps(value, allow_nan=False)
+
+
+def _refuse_unstorable_text(conn, cursor, statement, parameters, context, executemany) -> None:
+    """Every statement's text parameters, checked for NUL (app.storable), named by their column."""
+    if isinstance(parameters, dict) or not parameters:
+        rows = [parameters or {}]
+    else:  # a row of positional values, or (executemany) a sequence of rows
+        rows = parameters if isinstance(parameters[0], list | tuple | dict) else [parameters]
+    names = getattr(context.compiled, "positiontup", None) if context is not None else None
+    for row in rows:
+        pairs = row.items() if isinstance(row, dict) else zip(names or [""] * len(row), row, strict=False)
+        for name, value in pairs:
+            if isinstance(value, str) and "\x00" in value:
+                check_storable(value, _column_name(name))
+
+
+def _column_name(bind_name: str) -> str:
+    """'text_m3' (a multi-row insert's bind name) → 'text'."""
+    base, _, suffix = bind_name.rpartition("_")
+    return base if base and suffix.removeprefix("m").isdigit() else (bind_name or "a text value")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

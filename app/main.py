@@ -3,10 +3,10 @@
 import logging
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -18,8 +18,9 @@ from app.api_docs import API_PREFIX, OPENAPI_URL
 from app.api_docs import router as api_docs
 from app.auth import pages as auth_pages
 from app.auth import router as auth_api
+from app.body_limits import BodyLimits
 from app.db import make_engine, make_session_factory
-from app.errors import InvalidInput, NotAuthenticated, PrefLabError, ServiceUnavailable
+from app.errors import Conflict, InvalidInput, NotAuthenticated, PrefLabError, ServiceUnavailable
 from app.evaluations import pages as evaluation_pages
 from app.evaluations import router as evaluation_api
 from app.exports import pages as export_pages
@@ -36,6 +37,7 @@ from app.prompts import router as prompt_api
 from app.response_headers import ResponseHeaders
 from app.settings import Settings, get_settings
 from app.static_files import STATIC_PREFIX, assets
+from app.storable import refuse_unstorable_input
 from app.web import render
 
 log = logging.getLogger("preflab")
@@ -50,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=OPENAPI_URL,
         docs_url=None,  # app/api_docs.py serves both pages from vendored files (FastAPI's use a CDN)
         redoc_url=None,
+        dependencies=[Depends(refuse_unstorable_input)],
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.resolved_database_url)
@@ -84,6 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_docs)
     app.mount(STATIC_PREFIX, assets, name="static")
     app.add_middleware(ResponseHeaders)
+    app.add_middleware(
+        BodyLimits, small_bytes=settings.max_json_bytes, upload_bytes=settings.max_upload_bytes
+    )
 
     _install_error_handlers(app)
 
@@ -137,9 +143,31 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        codes = {404: "not_found", 405: "method_not_allowed"}
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         error = PrefLabError(str(exc.detail), code=codes.get(exc.status_code, "http_error"))
         error.status_code = exc.status_code
+        return _error_response(request, error)
+
+    @app.exception_handler(StatementError)
+    async def statement_refused(request: Request, exc: StatementError) -> Response:
+        """A value refused on its way to the database (app.storable, via app.db), or one the database
+        itself refused: the caller's data, so a 4xx that says what, never a 500."""
+        if isinstance(exc.orig, PrefLabError):
+            return _error_response(request, exc.orig)
+        if isinstance(exc, IntegrityError):  # a concurrent request got there first (unique keys)
+            error = Conflict(
+                "This conflicts with data written by another request at the same moment; reload and retry.",
+                code="conflict",
+            )
+            return _error_response(request, error)
+        if isinstance(exc, DataError):
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "invalid value"
+            return _error_response(
+                request, InvalidInput(f"The database refused a value: {reason}.", code="unstorable_value")
+            )
+        log.error("database statement failed", exc_info=exc)
+        error = PrefLabError("Internal error: the database statement failed.", code="internal_error")
+        error.status_code = 500
         return _error_response(request, error)
 
     @app.exception_handler(OperationalError)

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     session_hours: int = Field(12, ge=1, description="How long a browser login lasts.")
     cookie_secure: bool | None = Field(None, description="Secure cookies; default: on outside dev mode.")
     max_upload_mb: float = Field(50, gt=0, description="Largest prompt upload accepted (413 beyond).")
+    max_json_mb: float = Field(
+        16, gt=0, description="Largest JSON or form body (413 beyond); uploads have max_upload_mb."
+    )
     login_max_failures_per_user: int = Field(5, ge=1, description="Failed logins per username per window.")
     login_max_failures_per_address: int = Field(20, ge=1, description="Failed logins per address per window.")
     assignment_minutes: float = Field(
@@ -56,6 +59,10 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_json_bytes(self) -> int:
+        return int(self.max_json_mb * 1024 * 1024)
 
 
 def normalise_database_url(url: str) -> str:

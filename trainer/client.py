@@ -5,6 +5,7 @@ reaches the server."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -129,7 +130,12 @@ class ApiClient:
         self.request(
             "POST",
             f"/jobs/{job.id}/events",
-            json={"attempt": job.attempt, "progress": progress, "metrics": metrics or {}, "log": log_text},
+            json={
+                "attempt": job.attempt,
+                "progress": progress,
+                "metrics": storable(metrics or {}),
+                "log": storable(log_text),
+            },
             retries=retries,
         )
 
@@ -137,11 +143,13 @@ class ApiClient:
         self.request(
             "POST",
             f"/jobs/{job.id}/complete",
-            json={"attempt": job.attempt, "artifact": artifact, "metrics": metrics or {}},
+            json={"attempt": job.attempt, "artifact": artifact, "metrics": storable(metrics or {})},
         )
 
     def fail(self, job: ClaimedJob, error: str) -> None:
-        self.request("POST", f"/jobs/{job.id}/fail", json={"attempt": job.attempt, "error": error[:100_000]})
+        self.request(
+            "POST", f"/jobs/{job.id}/fail", json={"attempt": job.attempt, "error": storable(error[:100_000])}
+        )
 
     def heartbeat(self, job: ClaimedJob) -> None:
         self.request("POST", f"/jobs/{job.id}/heartbeat", json={"attempt": job.attempt}, retries=0)
@@ -194,6 +202,20 @@ class ApiClient:
 
     def store_completions(self, job: ClaimedJob, items: list[dict]) -> dict:
         response = self.request(
-            "POST", f"/jobs/{job.id}/completions", json={"attempt": job.attempt, "items": items}
+            "POST", f"/jobs/{job.id}/completions", json={"attempt": job.attempt, "items": storable(items)}
         )
         return response.json()
+
+
+def storable(value: Any) -> Any:
+    """A report the server can store (app/storable.py refuses the rest): NaN and Infinity (a diverged
+    loss) become null, NUL characters (from a traceback or a model's output) are dropped."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value

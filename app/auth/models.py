@@ -4,9 +4,10 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.db import Base, UTCDateTime, utcnow
+from app.names import NAME_KEY_LENGTH, name_key
 
 
 class Role(enum.StrEnum):
@@ -25,6 +26,7 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
+    username_key: Mapped[str] = mapped_column(String(NAME_KEY_LENGTH), unique=True)  # app.names, set with it
     # Null for accounts that only use API tokens (workers, scripts).
     password_hash: Mapped[str | None] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
@@ -32,6 +34,11 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     tokens: Mapped[list["ApiToken"]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    @validates("username")
+    def _keep_username_key(self, _key: str, username: str) -> str:
+        self.username_key = name_key(username)
+        return username
 
 
 class ApiToken(Base):

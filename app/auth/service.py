@@ -10,10 +10,11 @@ from app.auth.models import ApiToken, LoginFailure, Role, User, WebSession
 from app.auth.security import hash_password, hash_token, new_token, password_needs_rehash, verify_password
 from app.db import utcnow
 from app.errors import Conflict, NotAuthenticated, NotFound, TooManyRequests
+from app.names import name_key
 
 
 def create_user(session: Session, *, username: str, role: Role | str, password: str | None = None) -> User:
-    if session.scalar(select(User.id).where(func.lower(User.username) == username.lower())):
+    if session.scalar(select(User.id).where(User.username_key == name_key(username))):
         raise Conflict(
             f"The username '{username}' is taken; choose another.",
             code="username_taken",
@@ -96,7 +97,7 @@ def check_login_allowed(
 
 def authenticate(session: Session, *, username: str, password: str, address: str) -> User:
     """Return the user for a correct username and password; record a failure and raise otherwise."""
-    user = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+    user = session.scalar(select(User).where(User.username_key == name_key(username)))
     if user is None or not user.is_active or not verify_password(user.password_hash, password):
         session.add(LoginFailure(username=username.lower()[:64], address=address[:64]))
         session.flush()

@@ -25,6 +25,7 @@ from app.jobs.models import Job, JobKind, JobStatus
 from app.labeling.models import Ranking
 from app.models_registry import service as registry
 from app.models_registry.models import ModelVersion
+from app.names import name_key
 from app.projects import service as projects
 from app.projects.models import Project
 from app.projects.schemas import ProjectCreate
@@ -173,7 +174,7 @@ def _choose_prompts(
 def _round_name(session: Session, parent: str, number: int) -> str:
     suffix = f" — evaluation {number}"
     name = parent[: MAX_NAME - len(suffix)] + suffix
-    taken = session.scalar(select(Project.id).where(func.lower(Project.name) == name.lower()))
+    taken = session.scalar(select(Project.id).where(Project.name_key == name_key(name)))
     if taken is not None:
         raise Conflict(
             f"A project named '{name}' already exists; rename it and retry.",

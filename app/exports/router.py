@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -42,10 +43,18 @@ def export(
         stream_export(request.app.state.engine, plan),
         media_type=MEDIA_TYPES[filters.format],
         headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Content-Disposition": attachment(filename),
             "X-PrefLab-Schema-Version": str(SCHEMA_VERSION),
         },
     )
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition header for any project name (RFC 6266): an ASCII stand-in in ``filename``
+    (quotes, backslashes and control characters replaced, so nothing can end the value or the header)
+    and the exact name, percent-encoded UTF-8, in ``filename*`` (RFC 8187), which browsers prefer."""
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def stream_export(engine, plan: service.ExportPlan) -> Iterator[bytes]:

@@ -21,8 +21,8 @@ from functools import cached_property
 from typing import IO, Any
 
 from app.prompts.importer import LineError, Problems, decoded_lines, jsonl_records
+from app.prompts.schemas import MAX_TEXT  # characters in one message or completion, as for prompt uploads
 
-MAX_TEXT = 200_000  # characters in one message or completion, as for prompt uploads
 MAX_MESSAGES = 200
 MAX_COMPLETIONS = 9  # the most a project ranks (K); imported rankings may hold fewer or more than K
 ROLES = ("system", "user", "assistant")

@@ -24,7 +24,7 @@ from app.imports.schemas import ImportResult, SkippedLine
 from app.labeling.expansion import expand_tiers
 from app.labeling.models import Comparison, Ranking
 from app.projects.models import Project
-from app.prompts.importer import BadLine, Problems, rejection
+from app.prompts.importer import SOURCE_LENGTH, BadLine, Problems, rejection
 from app.prompts.models import Completion, Prompt
 
 BATCH_SIZE = 500
@@ -32,7 +32,6 @@ BATCH_SIZE = 500
 # text). The lookups behind that are capped so memory stays bounded: past the cap the oldest entries
 # are forgotten, and a later row with that prompt gets a prompt of its own.
 MAX_CACHED = 50_000
-SOURCE_LENGTH = 255
 
 
 def import_source(fmt: ImportFormat, filename: str | None) -> str:

@@ -5,10 +5,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.auth.models import User
 from app.db import Base, JSONType, UTCDateTime, utcnow
+from app.names import NAME_KEY_LENGTH, name_key
 
 
 class Project(Base):
@@ -16,6 +17,7 @@ class Project(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    name_key: Mapped[str] = mapped_column(String(NAME_KEY_LENGTH), unique=True)  # app.names, set with name
     completions_per_prompt: Mapped[int] = mapped_column(Integer)  # K
     rankings_per_prompt: Mapped[int] = mapped_column(Integer)  # labelers per prompt
     flags: Mapped[list[str]] = mapped_column(JSONType)
@@ -29,6 +31,11 @@ class Project(Base):
     instruction_versions: Mapped[list["InstructionVersion"]] = relationship(
         back_populates="project", order_by="InstructionVersion.version", cascade="all, delete-orphan"
     )
+
+    @validates("name")
+    def _keep_name_key(self, _key: str, name: str) -> str:
+        self.name_key = name_key(name)
+        return name
 
 
 class InstructionVersion(Base):

@@ -448,7 +448,7 @@ async def upload_prompts_form(
             project=project,
             upload=upload.file,
             fmt=fmt,
-            source=f"upload:{filename}" if filename else "upload",
+            source=importer.upload_source(filename, without_file="upload"),
         )
     except PrefLabError as error:
         session.rollback()  # the importer validates before it inserts; this makes "nothing kept" explicit

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from app.auth.models import User
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models_registry.service import generation_model
+from app.names import name_key
 from app.projects.models import InstructionVersion, Project
 from app.projects.schemas import GenerationSettings, ProjectCounts, ProjectCreate, ProjectUpdate
 from app.prompts.models import Completion, Prompt
@@ -45,7 +46,7 @@ def update_project(
 ) -> Project:
     fields = changes.model_dump(exclude_unset=True)
     if fields.get("name") is not None and fields["name"].strip() != project.name:
-        _require_free_name(session, fields["name"].strip())
+        _require_free_name(session, fields["name"].strip(), other_than=project.id)
         project.name = fields["name"].strip()
     for key in ("completions_per_prompt", "rankings_per_prompt"):
         if fields.get(key) is not None:
@@ -132,8 +133,9 @@ def _add_instruction_version(
     return version
 
 
-def _require_free_name(session: Session, name: str) -> None:
-    if session.scalar(select(Project.id).where(func.lower(Project.name) == name.lower())):
+def _require_free_name(session: Session, name: str, other_than: int | None = None) -> None:
+    """Names are unique up to case and Unicode form (app.names); a race past this check is a 409 too."""
+    if session.scalar(select(Project.id).where(Project.name_key == name_key(name), Project.id != other_than)):
         raise Conflict(
             f"A project named '{name}' already exists; choose another name.",
             code="project_name_taken",

@@ -20,11 +20,21 @@ from app.errors import InvalidInput
 from app.projects.models import Project
 from app.prompts.models import Completion, Prompt
 from app.prompts.schemas import ImportReport, PromptIn
+from app.storable import check_storable
 
 Format = Literal["jsonl", "csv"]
 BATCH_SIZE = 500
 MAX_REPORTED_ERRORS = 20
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_LINE_BYTES = 16 * 2**20
+"""Longest line read: above the longest valid record (a 200,000-character prompt and nine completions of
+as many, in UTF-8), far below what would strain the server."""
+MAX_INFLATED_BYTES = 4 * 2**30
+"""Most a gzip upload may inflate to: it is read line by line, so this bounds time and disk, not memory."""
+# CSV cells are bounded by the line, not by csv's default 131,072 characters, so that a long prompt gets
+# the same answer (the schema's length limit, with its line number) as in JSONL. The limit is global to
+# the csv module; nothing else in PrefLab reads CSV.
+csv.field_size_limit(MAX_LINE_BYTES)
 
 
 @dataclass
@@ -59,6 +69,15 @@ class BadLine(Exception):
         super().__init__(message)
         self.line = line
         self.message = message
+
+
+SOURCE_LENGTH: int = Prompt.__table__.c.source.type.length
+"""Length of ``prompts.source`` (and of ``rankings.source``); a longer upload file name is cut to fit."""
+
+
+def upload_source(filename: str | None, *, without_file: str) -> str:
+    """``upload:<file name>`` (cut to the column), or ``without_file`` for a raw request body."""
+    return f"upload:{filename}"[:SOURCE_LENGTH] if filename else without_file
 
 
 def import_prompts(
@@ -187,9 +206,16 @@ def decoded_lines(upload: IO[bytes]) -> Iterator[tuple[int, str]]:
     gzipped = upload.read(2) == GZIP_MAGIC
     upload.seek(0)
     stream: IO[bytes] = gzip.GzipFile(fileobj=upload, mode="rb") if gzipped else upload
-    number = 0
+    number = inflated = 0
     try:
-        for number, raw in enumerate(stream, start=1):
+        # readline with a limit: a line (or a gzip bomb's one endless line) is never held whole beyond it
+        while raw := stream.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            inflated += len(raw)
+            if len(raw) > MAX_LINE_BYTES:
+                raise BadLine(number, f"the line is longer than {MAX_LINE_BYTES // 2**20} MiB")
+            if inflated > MAX_INFLATED_BYTES:
+                raise BadLine(number, f"the upload inflates to more than {MAX_INFLATED_BYTES // 2**30} GiB")
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -211,14 +237,31 @@ def jsonl_records(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict 
         except json.JSONDecodeError as exc:
             yield number, LineError(number, f"not valid JSON ({exc.msg} at column {exc.colno})")
             continue
+        except RecursionError:
+            yield number, LineError(number, "the JSON is nested too deeply")
+            continue
+        try:
+            check_storable(record, "the line")
+        except InvalidInput as exc:
+            yield number, LineError(number, exc.message.removeprefix("the line").lstrip(".: ").rstrip("."))
+            continue
         if not isinstance(record, dict):
             yield number, LineError(number, 'each line must be a JSON object such as {"prompt": "..."}')
             continue
         yield number, record
 
 
+def _unstorable(number: int, record: dict) -> LineError | None:
+    """A LineError if the record holds what no database stores (NUL, NaN, deep nesting: app.storable)."""
+    try:
+        check_storable(record, "line")
+    except InvalidInput as exc:
+        return LineError(number, exc.message.removeprefix("line").lstrip(".: ").rstrip("."))
+    return None
+
+
 def _csv_records(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict | LineError]]:
-    numbered = iter(lines)
+    numbered = iter(lines)  # (csv itself refuses a NUL: "line contains NUL", a 422 naming the line)
     current = {"line": 0}
 
     def texts() -> Iterator[str]:
@@ -253,7 +296,8 @@ def _csv_records(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict |
         if len(row) != len(columns):
             yield line, LineError(line, f"{len(row)} fields, but the header has {len(columns)}")
             continue
-        yield line, _csv_row_to_record(dict(zip(columns, row, strict=True)))
+        record = _csv_row_to_record(dict(zip(columns, row, strict=True)))
+        yield line, _unstorable(line, record) or record
 
 
 def _csv_row_to_record(cells: dict[str, str]) -> dict:

@@ -42,7 +42,7 @@ async def upload_prompts(
     else:
         spooled, filename, file_type = await spool_body(request, limit), None, content_type
     fmt = importer.detect_format(filename=filename, content_type=file_type, explicit=format)
-    source = f"upload:{filename}" if filename else "api"
+    source = importer.upload_source(filename, without_file="api")
     return await run_in_threadpool(
         importer.import_prompts, session, project=project, upload=spooled, fmt=fmt, source=source
     )

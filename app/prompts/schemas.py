@@ -1,16 +1,19 @@
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.ids import MAX_ID, Id
+
+MAX_TEXT = 200_000
+"""Longest prompt, message or completion, in characters (uploads, imports and worker reports alike)."""
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "user", "assistant"]
-    content: str = Field(min_length=1, max_length=200_000)
+    content: str = Field(min_length=1, max_length=MAX_TEXT)
 
 
 class PromptIn(BaseModel):
@@ -18,9 +21,9 @@ class PromptIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str | None = Field(None, min_length=1, max_length=200_000)
+    prompt: str | None = Field(None, min_length=1, max_length=MAX_TEXT)
     messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=200)
-    completions: list[str] | None = Field(None, max_length=9)
+    completions: list[Annotated[str, Field(max_length=MAX_TEXT)]] | None = Field(None, max_length=9)
     metadata: dict[str, Any] | None = None
 
     @model_validator(mode="after")
@@ -83,7 +86,7 @@ class ImportReport(BaseModel):
 class GeneratedCompletion(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=200_000)
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
     seed: int | None = Field(
         None, ge=0, le=MAX_ID, description="The completion's sampling seed (an INTEGER column)"
     )

@@ -79,6 +79,22 @@ def test_duplicate_name_is_409(client, admin) -> None:
     assert error["code"] == "project_name_taken"
 
 
+def test_names_are_unique_up_to_unicode_case_and_form(client, admin) -> None:
+    """The old check folded with Python's lower() but compared with the database's ASCII-only lower():
+    'Ärger' twice was a 500 (the unique index) instead of a 409."""
+    create_project(client, admin, name="Ärger")
+    for twin in ("Ärger", "ärger", "A\u0308RGER"):  # the last: A + combining diaeresis
+        error = assert_error(client.post("/api/v1/projects", json={"name": twin}, headers=admin.headers), 409)
+        assert error["code"] == "project_name_taken"
+    pid = create_project(client, admin, name="Straße")["id"]
+    rename = client.patch(f"/api/v1/projects/{pid}", json={"name": "ärger"}, headers=admin.headers)
+    assert_error(rename, 409, "project_name_taken")
+    assert (
+        client.patch(f"/api/v1/projects/{pid}", json={"name": "STRASSE"}, headers=admin.headers).status_code
+        == 200
+    )
+
+
 def test_patch_keeps_instruction_versions(client, admin) -> None:
     pid = create_project(client, admin)["id"]
     url = f"/api/v1/projects/{pid}"

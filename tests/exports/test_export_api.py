@@ -2,6 +2,7 @@
 
 import io
 import json
+import urllib.parse
 
 import pyarrow.parquet as pq
 import pytest
@@ -220,3 +221,16 @@ def test_min_agreement_keeps_prompts_that_agree(client, admin, make_account) -> 
     agreeing = jsonl(export(client, admin, project["id"], min_agreement=0.5))
     assert len(everything) == 12  # 2 prompts x 2 rankings x C(3,2)
     assert len(agreeing) == 6 and {r["prompt_id"] for r in agreeing} == {prompts[0]["id"]}
+
+
+def test_any_project_name_gives_a_safe_download_name(client, admin) -> None:
+    """The header was built from the raw name: a non-Latin-1 name made every export a 500, ESC dropped
+    the connection and a quote could add a second filename."""
+    name = 'Ärger 日本 "x"; filename=evil.sh \x1b'
+    project = create_project(client, admin, name=name)
+    response = export(client, admin, project["id"], kind="pairs", format="jsonl")
+    assert response.status_code == 200, response.text
+    header = response.headers["content-disposition"]
+    fallback, encoded = header.split("; filename*=UTF-8''")
+    assert fallback.startswith('attachment; filename="_rger') and fallback.count('"') == 2
+    assert urllib.parse.unquote(encoded).startswith(name)
