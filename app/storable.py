@@ -43,7 +43,8 @@ def check_storable(value: Any, where: str, depth: int = 0) -> None:
             )
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:
-            check_storable(key, where, depth + 1) if isinstance(key, str) else None
+            if isinstance(key, str):
+                check_storable(key, where, depth + 1)
             check_storable(item, f"{where}.{key}", depth + 1)
 
 

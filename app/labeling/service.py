@@ -70,12 +70,10 @@ def next_task(
             if isinstance(outcome, Assignment):
                 return outcome
             if outcome is BUSY:
-                busy.append(prompt.id)
+                busy.append((prompt, prompt_project))
             else:
                 full.add(prompt.id)
-        for prompt, prompt_project in candidates:
-            if prompt.id not in busy:
-                continue
+        for prompt, prompt_project in busy:
             outcome = _try_assign(
                 session, prompt=prompt, project=prompt_project, labeler=labeler, ttl=ttl, wait=True
             )
