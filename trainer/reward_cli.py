@@ -1,7 +1,7 @@
 """Train a reward model on a pairs export, without a server.
 
-    python -m trainer.reward_cli --data export.jsonl --out DIR [--backbone default] [--epochs 1] \\
-        [--lr 2e-5] [--batch-rankings 8] [--max-length 256] [--eval-fraction 0.1] [--seed 0] ...
+    python -m trainer.reward_cli --data export.jsonl --out DIR [--backbone default] [--epochs 3] \\
+        [--lr 1e-4] [--batch-rankings 8] [--max-length 256] [--eval-fraction 0.1] [--seed 0] ...
 
 ``--data`` is any ``kind=pairs`` export (JSONL, JSONL.gz or Parquet). Metrics are printed one JSON
 object a line on stdout; the progress bar and log go to stderr. Re-running with the same ``--out``

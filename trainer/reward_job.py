@@ -19,20 +19,22 @@ from trainer.reward import RewardConfig, train_reward_model
 
 
 def reward_config(job: ClaimedJob) -> RewardConfig:
-    """The job's config (API.md `POST /projects/{id}/train/reward`) as the trainer's config."""
+    """The job's config as the trainer's config. The config is the server's snapshot of the whole
+    request (API.md `POST /projects/{id}/train/reward`, every field with its default filled in), so it is
+    read strictly: the API's schema is the one source of the defaults."""
     c = job.config
     return RewardConfig(
-        backbone=str(c.get("base_model", "default")),
-        epochs=int(c.get("epochs", 1)),
-        lr=float(c.get("learning_rate", 2e-5)),
-        batch_rankings=int(c.get("batch_rankings", 8)),
-        gradient_accumulation_steps=int(c.get("gradient_accumulation_steps", 1)),
-        max_length=int(c.get("max_length", 256)),
-        eval_fraction=float(c.get("eval_fraction", 0.1)),
-        seed=int(c.get("seed", 0)),
-        margin_scale=float(c.get("margin_scale", 0.0)),
-        center_coef=float(c.get("center_coef", 0.0)),
-        gradient_checkpointing=bool(c.get("gradient_checkpointing", False)),
+        backbone=str(c["base_model"]),
+        epochs=int(c["epochs"]),
+        lr=float(c["learning_rate"]),
+        batch_rankings=int(c["batch_rankings"]),
+        gradient_accumulation_steps=int(c["gradient_accumulation_steps"]),
+        max_length=int(c["max_length"]),
+        eval_fraction=float(c["eval_fraction"]),
+        seed=int(c["seed"]),
+        margin_scale=float(c["margin_scale"]),
+        center_coef=float(c["center_coef"]),
+        gradient_checkpointing=bool(c["gradient_checkpointing"]),
     )
 
 

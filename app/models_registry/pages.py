@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from app.dependencies import AdminUser, Caller, CallerDep, ProjectReader, SessionDep
@@ -51,6 +51,20 @@ CHARTS = {
 }
 
 
+def filled(**fields: str) -> dict[str, str]:
+    """The form fields a person filled in: an empty one takes the API's default (the schema is its one
+    source, the form shows it as the field's value)."""
+    return {name: value.strip() for name, value in fields.items() if value.strip()}
+
+
+def defaults_of(schema: type[BaseModel]) -> dict[str, object]:
+    return {name: field.default for name, field in schema.model_fields.items()}
+
+
+templates.env.globals["reward_defaults"] = defaults_of(RewardTrainRequest)
+templates.env.globals["ppo_defaults"] = defaults_of(PPOTrainRequest)
+
+
 @router.post("/projects/{project_id}/train/reward")
 def start_reward_run(
     request: Request,
@@ -58,19 +72,18 @@ def start_reward_run(
     admin: AdminUser,
     project: ProjectDep,
     session: SessionDep,
-    base_model: Annotated[str, Form()] = "default",
-    epochs: Annotated[str, Form()] = "1",
-    learning_rate: Annotated[str, Form()] = "2e-5",
-    max_length: Annotated[str, Form()] = "256",
+    base_model: Annotated[str, Form()] = "",
+    epochs: Annotated[str, Form()] = "",
+    learning_rate: Annotated[str, Form()] = "",
+    max_length: Annotated[str, Form()] = "",
     exclude_flags: Annotated[list[str] | None, Form()] = None,
     min_agreement: Annotated[str, Form()] = "",
 ):
     def queue() -> str:
         body = RewardTrainRequest(
-            base_model=base_model.strip() or "default",
-            epochs=epochs,
-            learning_rate=learning_rate,
-            max_length=max_length,
+            **filled(
+                base_model=base_model, epochs=epochs, learning_rate=learning_rate, max_length=max_length
+            ),
             filters={"exclude_flags": exclude_flags or [], "min_agreement": min_agreement or None},
         )
         job = service.queue_reward_training(session, project=project, request=body, created_by_id=admin.id)
@@ -87,33 +100,37 @@ def start_ppo_run(
     project: ProjectDep,
     session: SessionDep,
     reward_model: Annotated[str, Form()] = "",
-    policy: Annotated[str, Form()] = "default",
-    steps: Annotated[str, Form()] = "20",
-    batch_size: Annotated[str, Form()] = "8",
-    minibatch_size: Annotated[str, Form()] = "4",
+    policy: Annotated[str, Form()] = "",
+    steps: Annotated[str, Form()] = "",
+    batch_size: Annotated[str, Form()] = "",
+    minibatch_size: Annotated[str, Form()] = "",
     max_new_tokens: Annotated[str, Form()] = "",
-    learning_rate: Annotated[str, Form()] = "1e-5",
-    kl_coef: Annotated[str, Form()] = "0.05",
-    target_kl: Annotated[str, Form()] = "6",
+    learning_rate: Annotated[str, Form()] = "",
+    kl_coef: Annotated[str, Form()] = "",
+    target_kl: Annotated[str, Form()] = "",
     kl_horizon: Annotated[str, Form()] = "",
-    lora_r: Annotated[str, Form()] = "0",
+    lora_r: Annotated[str, Form()] = "",
+    fixed_kl: Annotated[bool, Form()] = False,
     force: Annotated[bool, Form()] = False,
 ):
     def queue() -> str:
-        body = PPOTrainRequest(
-            reward_model=reward_model or None,
-            policy=parse_id(policy) or policy,
+        fields = filled(
+            policy=policy,
             steps=steps,
             batch_size=batch_size,
             minibatch_size=minibatch_size,
-            max_new_tokens=max_new_tokens.strip() or None,  # empty: the project's
+            max_new_tokens=max_new_tokens,  # empty: the project's
             learning_rate=learning_rate,
             kl_coef=kl_coef,
-            target_kl=target_kl.strip() or None,  # empty: a fixed beta
-            lora_r=lora_r.strip() or 0,
-            **({"kl_horizon": kl_horizon} if kl_horizon.strip() else {}),  # empty: the API's default
-            force=force,
+            target_kl=target_kl,
+            kl_horizon=kl_horizon,  # empty: follows the run's length
+            lora_r=lora_r,
         )
+        if "policy" in fields:
+            fields["policy"] = parse_id(fields["policy"]) or fields["policy"]
+        if fixed_kl:
+            fields["target_kl"] = None  # a fixed beta: kl_coef throughout
+        body = PPOTrainRequest(reward_model=reward_model or None, **fields, force=force)
         job = service.queue_ppo_training(session, project=project, request=body, created_by_id=admin.id)
         return f"/jobs/{job.id}"
 

@@ -181,3 +181,76 @@ def test_the_ppo_card_warns_about_a_reward_model_at_chance_and_starts_only_when_
     assert f"Started against reward model #{reward_id}" in run and "not better than chance" in run
     models = client.get("/models").text
     assert "not better than chance" in models and "0.550 [0.41, 0.68]" in models
+
+
+def _card_inputs(html: str, action: str) -> dict[str, str]:
+    """The named text/number inputs of the form posting to `action`, with the values they show."""
+    import re
+
+    form = html[html.index(f'action="{action}"') :]
+    form = form[: form.index("</form>")]
+    inputs = re.findall(r"<input\b[^>]*>", form)
+    shown = {}
+    for tag in inputs:
+        name = re.search(r'name="([^"]+)"', tag)
+        if name and 'type="hidden"' not in tag and 'type="checkbox"' not in tag:
+            value = re.search(r'value="([^"]*)"', tag)
+            shown[name.group(1)] = value.group(1) if value else ""
+    return shown
+
+
+def test_training_forms_show_and_send_the_api_defaults(client, admin, make_account) -> None:
+    """The request schemas are the one source of the defaults: the forms show them, and a form sent as
+    shown queues the same config as an API request that leaves every field out."""
+    from app.models_registry.schemas import PPOTrainRequest, RewardTrainRequest
+    from tests.labeling.conftest import seed_ready_prompts
+    from tests.models_registry.test_ppo_api import registered_reward_model
+
+    worker = make_account("worker")
+    project = create_project(client, admin)
+    seed_ready_prompts(client, admin, project["id"], n=6, k=4)
+    csrf = browser_login(client, admin)
+    reward_action = f"/projects/{project['id']}/train/reward"
+    reward_form = _card_inputs(client.get(f"/projects/{project['id']}").text, reward_action)
+    assert set(reward_form) == {"base_model", "epochs", "learning_rate", "max_length", "min_agreement"}
+    for name, value in reward_form.items():
+        default = RewardTrainRequest.model_fields[name].default if name != "min_agreement" else ""
+        assert value == ("" if default in ("", None) else str(default)), name
+        if value:
+            assert type(default)(value) == default, name
+
+    reward_id = registered_reward_model(client, admin, worker, project["id"])
+    ppo_action = f"/projects/{project['id']}/train/ppo"
+    ppo_form = _card_inputs(client.get(f"/projects/{project['id']}").text, ppo_action)
+    assert {"steps", "learning_rate", "kl_coef", "target_kl", "kl_horizon", "max_new_tokens"} <= set(ppo_form)
+    for name, value in ppo_form.items():
+        default = PPOTrainRequest.model_fields[name].default
+        if default is None:
+            assert value == "", f"{name}: null in the API is an empty field"
+        else:
+            assert type(default)(value) == default, name
+
+    # Sent as shown, and sent with every field left empty: the API's defaults either way.
+    api = PPOTrainRequest(reward_model=reward_id).model_dump(mode="json")
+    for sent in (ppo_form, dict.fromkeys(ppo_form, "")):
+        started = client.post(
+            ppo_action,
+            data={"csrf_token": csrf, "reward_model": str(reward_id), **sent},
+            follow_redirects=False,
+        )
+        assert started.status_code == 303, started.text
+        job = client.post(
+            "/api/v1/worker/claim", json={"kinds": ["ppo"], "worker": "w"}, headers=worker.headers
+        )
+        config = job.json()["config"]
+        for name in ppo_form:
+            if name != "max_new_tokens":  # null: the project's length, filled in by the server
+                assert config[name] == api[name], name
+    fixed = client.post(
+        ppo_action,
+        data={"csrf_token": csrf, "reward_model": str(reward_id), "fixed_kl": "true"},
+        follow_redirects=False,
+    )
+    assert fixed.status_code == 303, fixed.text
+    job = client.post("/api/v1/worker/claim", json={"kinds": ["ppo"], "worker": "w"}, headers=worker.headers)
+    assert job.json()["config"]["target_kl"] is None
