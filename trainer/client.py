@@ -17,7 +17,7 @@ import httpx
 log = logging.getLogger("preflab.worker")
 
 # 409 codes that mean "stop working on this job".
-STOP_CODES = {"job_cancelled", "job_not_running", "lease_lost"}
+STOP_CODES = {"job_cancelled", "job_not_running", "lease_lost", "job_not_held"}
 
 
 class JobStopped(Exception):

@@ -45,7 +45,9 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     artifact: Mapped[str | None] = mapped_column(String(1000))
     model_id: Mapped[int | None] = mapped_column(Integer)  # the model version a training job registered
-    worker: Mapped[str | None] = mapped_column(String(200))  # who holds the lease
+    worker: Mapped[str | None] = mapped_column(String(200))  # the holder's name for logs, e.g. its host
+    # The worker account holding the claim: only it may report on the job (with the current attempt).
+    claimed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims so far; a lost lease adds one
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)

@@ -74,8 +74,8 @@ def retry(_admin: AdminUser, job_id: Id, session: SessionDep):
 
 
 @router.post("/worker/claim", response_model=ClaimedJob, responses={204: {"description": "No job queued"}})
-def claim(_worker: WorkerUser, body: ClaimRequest, session: SessionDep):
-    job = service.claim(session, kinds=body.kinds, worker=body.worker)
+def claim(worker: WorkerUser, body: ClaimRequest, session: SessionDep):
+    job = service.claim(session, kinds=body.kinds, worker=body.worker, holder_id=worker.id)
     if job is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return ClaimedJob(
@@ -89,7 +89,7 @@ def claim(_worker: WorkerUser, body: ClaimRequest, session: SessionDep):
 
 
 @router.post("/jobs/{job_id}/events", status_code=status.HTTP_204_NO_CONTENT)
-def report_event(_worker: WorkerUser, job_id: Id, body: JobEventIn, session: SessionDep):
+def report_event(worker: WorkerUser, job_id: Id, body: JobEventIn, session: SessionDep):
     service.record_event(
         session,
         job=service.get_job(session, job_id),
@@ -97,12 +97,13 @@ def report_event(_worker: WorkerUser, job_id: Id, body: JobEventIn, session: Ses
         metrics=body.metrics,
         log=body.log,
         attempt=body.attempt,
+        holder_id=worker.id,
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/jobs/{job_id}/complete", response_model=JobOut)
-def complete(_worker: WorkerUser, job_id: Id, body: JobComplete, session: SessionDep):
+def complete(worker: WorkerUser, job_id: Id, body: JobComplete, session: SessionDep):
     """Finish a job; a training job's model is registered as a version in the same transaction."""
     job = service.complete(
         session,
@@ -110,6 +111,7 @@ def complete(_worker: WorkerUser, job_id: Id, body: JobComplete, session: Sessio
         artifact=body.artifact,
         metrics=body.metrics,
         attempt=body.attempt,
+        holder_id=worker.id,
     )
     if job.kind in models_service.KIND_OF_JOB:
         models_service.register_from_job(session, job=job, artifact=body.artifact)
@@ -117,29 +119,39 @@ def complete(_worker: WorkerUser, job_id: Id, body: JobComplete, session: Sessio
 
 
 @router.post("/jobs/{job_id}/fail", response_model=JobOut)
-def fail(_worker: WorkerUser, job_id: Id, body: JobFail, session: SessionDep):
-    return service.fail(session, job=service.get_job(session, job_id), error=body.error, attempt=body.attempt)
+def fail(worker: WorkerUser, job_id: Id, body: JobFail, session: SessionDep):
+    return service.fail(
+        session,
+        job=service.get_job(session, job_id),
+        error=body.error,
+        attempt=body.attempt,
+        holder_id=worker.id,
+    )
 
 
 @router.post("/jobs/{job_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
-def heartbeat(_worker: WorkerUser, job_id: Id, body: WorkerReport, session: SessionDep):
+def heartbeat(worker: WorkerUser, job_id: Id, body: WorkerReport, session: SessionDep):
     """Renew the lease while a long step sends no events (409 once the job was cancelled or lost)."""
-    service.renew_lease(session, job=service.get_job(session, job_id), attempt=body.attempt)
+    service.renew_lease(
+        session, job=service.get_job(session, job_id), attempt=body.attempt, holder_id=worker.id
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/jobs/{job_id}/release", response_model=JobOut)
-def release(_worker: WorkerUser, job_id: Id, body: WorkerReport, session: SessionDep):
-    return service.release(session, job=service.get_job(session, job_id), attempt=body.attempt)
+def release(worker: WorkerUser, job_id: Id, body: WorkerReport, session: SessionDep):
+    return service.release(
+        session, job=service.get_job(session, job_id), attempt=body.attempt, holder_id=worker.id
+    )
 
 
 @router.post("/jobs/{job_id}/completions", response_model=GeneratedResult)
-def store_completions(_worker: WorkerUser, job_id: Id, body: GeneratedBatch, session: SessionDep):
+def store_completions(worker: WorkerUser, job_id: Id, body: GeneratedBatch, session: SessionDep):
     """A generate job's results; also renews the lease."""
     job = service.get_job(session, job_id)
     if job.kind != JobKind.generate.value or job.project_id is None:
         raise InvalidInput(f"Job {job.id} is a {job.kind} job, not a generate job.", code="wrong_job_kind")
-    service.renew_lease(session, job=job, attempt=body.attempt)
+    service.renew_lease(session, job=job, attempt=body.attempt, holder_id=worker.id)
     evaluations.require_two_model_job(session, project_id=job.project_id, job=job)
     project = session.get(Project, job.project_id)
     models = job.config.get("models")  # an evaluation round's job: one completion per model

@@ -1,9 +1,19 @@
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.jobs.models import JobKind, JobStatus
+
+Attempt = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=2**31 - 1,
+        description="The claim's `attempts` (required): only the worker holding the job's current claim may "
+        "report, and reports from a lost lease or from another worker get 409",
+    ),
+]
 
 
 class JobOut(BaseModel):
@@ -48,7 +58,7 @@ class ClaimedJob(BaseModel):
 class WorkerReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    attempt: int | None = Field(None, description="The claim's `attempts`: reports from a lost lease get 409")
+    attempt: Attempt
 
 
 class JobEventIn(WorkerReport):

@@ -97,19 +97,21 @@ def requeue_expired(session: Session) -> None:
             worker=None,
             lease_expires_at=None,
             error="The worker stopped reporting and the job ran out of attempts.",
+            claimed_by_id=None,
         )
         .execution_options(synchronize_session=False)
     )
     session.execute(
         update(Job)
         .where(Job.id.in_(expired))
-        .values(status=JobStatus.queued.value, worker=None, lease_expires_at=None)
+        .values(status=JobStatus.queued.value, worker=None, claimed_by_id=None, lease_expires_at=None)
         .execution_options(synchronize_session=False)
     )
 
 
-def claim(session: Session, *, kinds: list[JobKind], worker: str) -> Job | None:
-    """Hand the oldest queued job of these kinds to `worker`; two workers never get the same job."""
+def claim(session: Session, *, kinds: list[JobKind], worker: str, holder_id: int) -> Job | None:
+    """Hand the oldest queued job of these kinds to the worker account `holder_id` (`worker`: its name
+    for logs); two workers never get the same job."""
     requeue_expired(session)
     kind_values = [k.value for k in kinds]
     for _ in range(5):  # another worker may win the race for a candidate; try the next one
@@ -124,6 +126,7 @@ def claim(session: Session, *, kinds: list[JobKind], worker: str) -> Job | None:
             .values(
                 status=JobStatus.running.value,
                 worker=worker,
+                claimed_by_id=holder_id,
                 lease_expires_at=now + LEASE,
                 started_at=now,
                 attempts=Job.attempts + 1,
@@ -150,12 +153,22 @@ def _next_queued_id(session: Session, kinds: list[str]) -> int | None:
     return session.scalar(query)
 
 
-def _held_by_worker(job: Job, attempt: int | None) -> None:
-    """Refuse reports from a worker that no longer holds the job.
+def _held_by_worker(job: Job, attempt: int, holder_id: int) -> None:
+    """Refuse reports from a worker that does not hold the job's current claim.
 
-    `attempt` is the fencing token the claim returned: after a lost lease the job is claimed again
-    with a higher attempt number, and the old worker's late reports are turned away.
+    `holder_id` is the reporting worker account: another worker's token cannot finish, fail or feed a
+    job it never claimed. `attempt` is the fencing token the claim returned: after a lost lease the job
+    is claimed again with a higher attempt number, and the old worker's late reports are turned away.
     """
+    if job.claimed_by_id != holder_id and attempt < job.attempts:
+        raise Conflict(
+            "This worker's lease on the job ran out and another worker holds it now.", code="lease_lost"
+        )
+    if job.claimed_by_id != holder_id:
+        raise Conflict(
+            f"Job {job.id} is not held by this worker: only the worker that claimed it may report on it.",
+            code="job_not_held",
+        )
     if job.status == JobStatus.cancelled.value:
         raise Conflict("The job was cancelled; stop working on it.", code="job_cancelled")
     if job.status != JobStatus.running.value:
@@ -163,7 +176,7 @@ def _held_by_worker(job: Job, attempt: int | None) -> None:
             f"The job is {job.status}, not running; it was re-queued or finished elsewhere.",
             code="job_not_running",
         )
-    if attempt is not None and attempt != job.attempts:
+    if attempt != job.attempts:
         raise Conflict(
             "This worker's lease on the job ran out and another worker holds it now.", code="lease_lost"
         )
@@ -176,10 +189,11 @@ def record_event(
     progress: float | None,
     metrics: dict[str, Any],
     log: str | None,
-    attempt: int | None = None,
+    attempt: int,
+    holder_id: int,
 ) -> None:
     """Store a progress event and renew the lease."""
-    _held_by_worker(job, attempt)
+    _held_by_worker(job, attempt, holder_id)
     session.add(JobEvent(job_id=job.id, progress=progress, metrics=metrics, log=log))
     if progress is not None:
         job.progress = progress
@@ -195,16 +209,22 @@ def _figures(metrics: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in metrics.items() if not isinstance(value, list | dict)}
 
 
-def renew_lease(session: Session, *, job: Job, attempt: int | None = None) -> None:
-    _held_by_worker(job, attempt)
+def renew_lease(session: Session, *, job: Job, attempt: int, holder_id: int) -> None:
+    _held_by_worker(job, attempt, holder_id)
     job.lease_expires_at = utcnow() + LEASE
     session.flush()
 
 
 def complete(
-    session: Session, *, job: Job, artifact: str | None, metrics: dict[str, Any], attempt: int | None = None
+    session: Session,
+    *,
+    job: Job,
+    artifact: str | None,
+    metrics: dict[str, Any],
+    attempt: int,
+    holder_id: int,
 ) -> Job:
-    _held_by_worker(job, attempt)
+    _held_by_worker(job, attempt, holder_id)
     job.status = JobStatus.succeeded.value
     job.progress = 1.0
     job.artifact = artifact
@@ -215,8 +235,8 @@ def complete(
     return job
 
 
-def fail(session: Session, *, job: Job, error: str, attempt: int | None = None) -> Job:
-    _held_by_worker(job, attempt)
+def fail(session: Session, *, job: Job, error: str, attempt: int, holder_id: int) -> Job:
+    _held_by_worker(job, attempt, holder_id)
     job.status = JobStatus.failed.value
     job.error = error
     job.finished_at = utcnow()
@@ -225,11 +245,12 @@ def fail(session: Session, *, job: Job, error: str, attempt: int | None = None) 
     return job
 
 
-def release(session: Session, *, job: Job, attempt: int | None = None) -> Job:
+def release(session: Session, *, job: Job, attempt: int, holder_id: int) -> Job:
     """A worker shutting down hands its job back without spending an attempt."""
-    _held_by_worker(job, attempt)
+    _held_by_worker(job, attempt, holder_id)
     job.status = JobStatus.queued.value
     job.worker = None
+    job.claimed_by_id = None
     job.lease_expires_at = None
     job.attempts = max(0, job.attempts - 1)
     session.flush()
@@ -257,6 +278,7 @@ def retry(session: Session, *, job: Job) -> Job:
     job.started_at = None
     job.finished_at = None
     job.worker = None
+    job.claimed_by_id = None
     session.flush()
     return job
 

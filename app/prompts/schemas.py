@@ -4,6 +4,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.ids import MAX_ID, Id
+from app.jobs.schemas import Attempt
 
 MAX_TEXT = 200_000
 """Longest prompt, message or completion, in characters (uploads, imports and worker reports alike)."""
@@ -106,7 +107,7 @@ class GeneratedForPrompt(BaseModel):
 class GeneratedBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    attempt: int | None = None
+    attempt: Attempt
     items: list[GeneratedForPrompt] = Field(max_length=1000)
 
 

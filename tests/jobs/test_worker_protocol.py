@@ -42,9 +42,10 @@ def test_events_complete_and_metrics_series(client, admin, make_account) -> None
     project = create_project(client, admin)
     job_id = queue(client, admin, project)
     worker = make_account("worker")
-    client.post("/api/v1/worker/claim", json=CLAIM, headers=worker.headers)
+    attempt = client.post("/api/v1/worker/claim", json=CLAIM, headers=worker.headers).json()["attempts"]
     for step in (1, 2):
         event = {
+            "attempt": attempt,
             "progress": step / 4,
             "metrics": {"step": step, "loss/reward": 1.0 / step},
             "log": f"step {step}",
@@ -56,10 +57,14 @@ def test_events_complete_and_metrics_series(client, admin, make_account) -> None
     series = client.get(f"/api/v1/jobs/{job_id}/metrics", headers=admin.headers).json()["items"]
     assert [e["metrics"]["step"] for e in series] == [1, 2] and series[1]["log"] == "step 2"
     done = client.post(
-        f"/api/v1/jobs/{job_id}/complete", json={"metrics": {"prompts": 3}}, headers=worker.headers
+        f"/api/v1/jobs/{job_id}/complete",
+        json={"attempt": attempt, "metrics": {"prompts": 3}},
+        headers=worker.headers,
     )
     assert done.status_code == 200 and done.json()["status"] == "succeeded" and done.json()["progress"] == 1.0
-    again = client.post(f"/api/v1/jobs/{job_id}/events", json={"progress": 1}, headers=worker.headers)
+    again = client.post(
+        f"/api/v1/jobs/{job_id}/events", json={"attempt": attempt, "progress": 1}, headers=worker.headers
+    )
     assert_error(again, 409, "job_not_running")
 
 
@@ -67,12 +72,16 @@ def test_bad_event_is_422_and_unknown_job_404(client, admin, make_account) -> No
     worker = make_account("worker")
     project = create_project(client, admin)
     job_id = queue(client, admin, project)
-    client.post("/api/v1/worker/claim", json=CLAIM, headers=worker.headers)
+    attempt = client.post("/api/v1/worker/claim", json=CLAIM, headers=worker.headers).json()["attempts"]
+    url = f"/api/v1/jobs/{job_id}/events"
+    assert_error(client.post(url, json={"attempt": attempt, "progress": 2}, headers=worker.headers), 422)
+    missing = client.post(url, json={"progress": 0.5}, headers=worker.headers)
+    assert_error(missing, 422)
+    assert "attempt" in missing.text, "the attempt is required and the error says so"
     assert_error(
-        client.post(f"/api/v1/jobs/{job_id}/events", json={"progress": 2}, headers=worker.headers), 422
-    )
-    assert_error(
-        client.post("/api/v1/jobs/999/events", json={}, headers=worker.headers), 404, "job_not_found"
+        client.post("/api/v1/jobs/999/events", json={"attempt": 1}, headers=worker.headers),
+        404,
+        "job_not_found",
     )
     assert_error(client.post("/api/v1/worker/claim", json={"kinds": []}, headers=worker.headers), 422)
 
@@ -92,6 +101,38 @@ def test_expired_lease_requeues_and_fences_the_old_worker(client, admin, make_ac
     )
     ok = {"progress": 0.1, "attempt": second["attempts"]}
     assert client.post(f"/api/v1/jobs/{job_id}/events", json=ok, headers=new.headers).status_code == 204
+
+
+def test_only_the_worker_holding_the_claim_may_report(client, admin, make_account) -> None:
+    """Another worker's token can neither finish, fail, feed nor hand back a job it never claimed."""
+    project = create_project(client, admin, completions_per_prompt=2)
+    seed_ready_prompts(client, admin, project["id"], n=1, k=0)
+    job_id = queue(client, admin, project)
+    holder, stranger = make_account("worker"), make_account("worker")
+    attempt = client.post("/api/v1/worker/claim", json=CLAIM, headers=holder.headers).json()["attempts"]
+    prompt_id = client.get(f"/api/v1/projects/{project['id']}/prompts", headers=admin.headers).json()[
+        "items"
+    ][0]["id"]
+    reports = {
+        "events": {"progress": 0.9, "metrics": {"made/up": 1.0}},
+        "heartbeat": {},
+        "completions": {"items": [{"prompt_id": prompt_id, "completions": [{"text": "forged"}]}]},
+        "complete": {"metrics": {"accuracy/eval": 0.99}},
+        "fail": {"error": "forged"},
+        "release": {},
+    }
+    for path, body in reports.items():
+        refused = client.post(
+            f"/api/v1/jobs/{job_id}/{path}", json={"attempt": attempt, **body}, headers=stranger.headers
+        )
+        assert_error(refused, 409, "job_not_held")
+    job = client.get(f"/api/v1/jobs/{job_id}", headers=admin.headers).json()
+    assert job["status"] == "running" and job["progress"] == 0.0 and job["metrics"] == {}
+    assert client.get(f"/api/v1/jobs/{job_id}/metrics", headers=admin.headers).json()["items"] == []
+    prompts = client.get(f"/api/v1/projects/{project['id']}/prompts", headers=admin.headers).json()["items"]
+    assert prompts[0]["completions"] == []
+    done = client.post(f"/api/v1/jobs/{job_id}/complete", json={"attempt": attempt}, headers=holder.headers)
+    assert done.status_code == 200, done.text
 
 
 def test_job_fails_after_max_attempts_then_retry(client, admin, make_account, db) -> None:
@@ -118,17 +159,21 @@ def test_fail_cancel_and_release(client, admin, make_account) -> None:
         f"/api/v1/jobs/{job_id}/release", json={"attempt": claimed["attempts"]}, headers=worker.headers
     )
     assert released.json()["status"] == "queued" and released.json()["attempts"] == 0
-    client.post("/api/v1/worker/claim", json=CLAIM, headers=worker.headers)
+    attempt = client.post("/api/v1/worker/claim", json=CLAIM, headers=worker.headers).json()["attempts"]
     failed = client.post(
-        f"/api/v1/jobs/{job_id}/fail", json={"error": "CUDA out of memory"}, headers=worker.headers
+        f"/api/v1/jobs/{job_id}/fail",
+        json={"attempt": attempt, "error": "CUDA out of memory"},
+        headers=worker.headers,
     )
     assert failed.json()["status"] == "failed" and failed.json()["error"] == "CUDA out of memory"
     assert_error(client.post(f"/api/v1/jobs/{job_id}/cancel", headers=admin.headers), 409, "job_finished")
 
     job_id = queue(client, admin, project)
-    client.post("/api/v1/worker/claim", json=CLAIM, headers=worker.headers)
+    attempt = client.post("/api/v1/worker/claim", json=CLAIM, headers=worker.headers).json()["attempts"]
     assert client.post(f"/api/v1/jobs/{job_id}/cancel", headers=admin.headers).json()["status"] == "cancelled"
-    stopped = client.post(f"/api/v1/jobs/{job_id}/events", json={"progress": 0.5}, headers=worker.headers)
+    stopped = client.post(
+        f"/api/v1/jobs/{job_id}/events", json={"attempt": attempt, "progress": 0.5}, headers=worker.headers
+    )
     assert_error(stopped, 409, "job_cancelled")
 
 
@@ -139,12 +184,13 @@ def test_generated_completions_are_capped_and_deduplicated(client, admin, make_a
     seed_ready_prompts(client, admin, other["id"], n=1, k=1)
     job_id = queue(client, admin, project)
     worker = make_account("worker")
-    client.post("/api/v1/worker/claim", json=CLAIM, headers=worker.headers)
+    attempt = client.post("/api/v1/worker/claim", json=CLAIM, headers=worker.headers).json()["attempts"]
     pending = client.get(
         f"/api/v1/projects/{project['id']}/prompts", params={"status": "pending"}, headers=worker.headers
     ).json()["items"]
     first, second = (p["id"] for p in pending)
     batch = {
+        "attempt": attempt,
         "items": [
             {
                 "prompt_id": first,
@@ -157,7 +203,7 @@ def test_generated_completions_are_capped_and_deduplicated(client, admin, make_a
                 ],
             },
             {"prompt_id": second, "completions": [{"text": "x", "seed": 9, "finished": False}]},
-        ]
+        ],
     }
     result = client.post(f"/api/v1/jobs/{job_id}/completions", json=batch, headers=worker.headers).json()
     assert result == {"added": 3, "duplicates": 2, "surplus": 1, "prompts_remaining": 1}
@@ -166,7 +212,7 @@ def test_generated_completions_are_capped_and_deduplicated(client, admin, make_a
     assert texts == ["answer 0.0", "new A", "new B"] and prompts[0]["status"] == "ready"
     generated = prompts[0]["completions"][1]
     assert generated["origin"] == "generated" and generated["model"] == "default" and generated["seed"] == 2
-    foreign = {"items": [{"prompt_id": 999999, "completions": [{"text": "t"}]}]}
+    foreign = {"attempt": attempt, "items": [{"prompt_id": 999999, "completions": [{"text": "t"}]}]}
     assert_error(client.post(f"/api/v1/jobs/{job_id}/completions", json=foreign, headers=worker.headers), 422)
 
 

@@ -453,8 +453,12 @@ def test_a_failed_job_shows_its_error_metrics_and_retry(client, admin, make_acco
     job_id = client.post(f"/api/v1/projects/{project['id']}/generate", headers=admin.headers).json()["job_id"]
     worker = make_account("worker")
     claim = {"kinds": ["generate"], "worker": "w1"}
-    assert client.post("/api/v1/worker/claim", json=claim, headers=worker.headers).status_code == 200
-    event = {"progress": 0.5, "metrics": {"generate/completions": 1200, "generate/tokens_per_second": 85.3}}
+    attempt = client.post("/api/v1/worker/claim", json=claim, headers=worker.headers).json()["attempts"]
+    event = {
+        "attempt": attempt,
+        "progress": 0.5,
+        "metrics": {"generate/completions": 1200, "generate/tokens_per_second": 85.3},
+    }
     assert client.post(f"/api/v1/jobs/{job_id}/events", json=event, headers=worker.headers).status_code == 204
 
     admin_csrf(client, admin)
@@ -465,7 +469,9 @@ def test_a_failed_job_shows_its_error_metrics_and_retry(client, admin, make_acco
 
     error = "CUDA out of memory <oops>"
     assert (
-        client.post(f"/api/v1/jobs/{job_id}/fail", json={"error": error}, headers=worker.headers).status_code
+        client.post(
+            f"/api/v1/jobs/{job_id}/fail", json={"attempt": attempt, "error": error}, headers=worker.headers
+        ).status_code
         == 200
     )
     failed = client.get(f"/projects/{project['id']}/jobs").text
