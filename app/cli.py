@@ -98,7 +98,7 @@ def serve(
             host=host,
             port=port,
             workers=workers,
-            proxy_headers=True,
+            proxy_headers=False,  # PREFLAB_TRUSTED_PROXIES decides (app/main.py), not uvicorn's default
             log_level="info",
         )
     finally:

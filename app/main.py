@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.access_log import quiet_worker_polling
 from app.admission import RETRY_AFTER_SECONDS, DatabaseGate
@@ -90,6 +91,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimits, small_bytes=settings.max_json_bytes, upload_bytes=settings.max_upload_bytes
     )
+    if settings.trusted_proxies.strip():
+        # Outermost, so every layer (login limits included) sees the client behind the proxy. Only
+        # this setting decides: `preflab serve` runs uvicorn without its own proxy handling, which
+        # would otherwise believe X-Forwarded-For from any loopback client.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
 
     _install_error_handlers(app)
 

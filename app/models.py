@@ -1,6 +1,6 @@
 """Every ORM model, imported in one place so Alembic and the drift test see the whole schema."""
 
-from app.auth.models import ApiToken, LoginFailure, User, WebSession
+from app.auth.models import ApiToken, LoginThrottle, User, WebSession
 from app.db import Base
 from app.evaluations.models import EvaluationRound
 from app.jobs.models import Job, JobEvent
@@ -19,7 +19,7 @@ __all__ = [
     "InstructionVersion",
     "Job",
     "JobEvent",
-    "LoginFailure",
+    "LoginThrottle",
     "ModelVersion",
     "Project",
     "Prompt",

@@ -27,8 +27,16 @@ class Settings(BaseSettings):
     max_json_mb: float = Field(
         16, gt=0, description="Largest JSON or form body (413 beyond); uploads have max_upload_mb."
     )
-    login_max_failures_per_user: int = Field(5, ge=1, description="Failed logins per username per window.")
+    login_max_failures_per_user: int = Field(
+        5, ge=1, description="Login attempts per username from one address per window (app/auth/throttle.py)."
+    )
     login_max_failures_per_address: int = Field(20, ge=1, description="Failed logins per address per window.")
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed (e.g. 127.0.0.1 behind nginx on the same host); empty: none, the "
+        "connecting address is the client's.",
+    )
     assignment_minutes: float = Field(
         30, gt=0, description="How long a labeler holds a task before it expires."
     )

@@ -3,7 +3,7 @@
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.db import Base, UTCDateTime, utcnow
@@ -73,16 +73,12 @@ class WebSession(Base):
     user: Mapped[User] = relationship()
 
 
-class LoginFailure(Base):
-    """One failed login; rate limiting counts recent rows per username and per client address."""
+class LoginThrottle(Base):
+    """A counter of recent login attempts for one key (a username from one address, or an address),
+    incremented atomically before the password is checked; see app/auth/throttle.py."""
 
-    __tablename__ = "login_failures"
-    __table_args__ = (
-        Index("ix_login_failures_username_created_at", "username", "created_at"),
-        Index("ix_login_failures_address_created_at", "address", "created_at"),
-    )
+    __tablename__ = "login_throttles"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    username: Mapped[str] = mapped_column(String(64))
-    address: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from app.auth import service
+from app.auth import service, throttle
 from app.auth.models import Role
 from app.auth.schemas import UserCreate
 from app.auth.security import tokens_equal
@@ -43,6 +43,7 @@ def _safe_next(target: str | None) -> str:
 
 
 def _client_address(request: Request) -> str:
+    """The connecting address; `X-Forwarded-For` counts only from PREFLAB_TRUSTED_PROXIES (app/main.py)."""
     return request.client.host if request.client else "unknown"
 
 
@@ -104,17 +105,11 @@ def login(
         )
     address = _client_address(request)
     try:
-        service.check_login_allowed(
-            session,
-            username=username,
-            address=address,
-            max_per_user=settings.login_max_failures_per_user,
-            max_per_address=settings.login_max_failures_per_address,
-            window=timedelta(minutes=settings.login_window_minutes),
+        throttle.count_login_attempt(
+            session, username=username, address=address, limits=throttle.LoginLimits.from_settings(settings)
         )
-        user = service.authenticate(session, username=username, password=password, address=address)
+        user = service.authenticate(session, username=username, password=password)
     except (NotAuthenticated, TooManyRequests) as error:
-        # Returned, not raised: the failed attempt must be committed for rate limiting to count it.
         return _login_page(
             request,
             next_url=next_url,
@@ -123,6 +118,7 @@ def login(
             username=username,
             status_code=error.status_code,
         )
+    throttle.forget_login_attempt(session, username=username, address=address)
     cookie, _ = service.start_web_session(
         session, user=user, lifetime=timedelta(hours=settings.session_hours)
     )

@@ -3,13 +3,14 @@
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from app.auth.models import ApiToken, LoginFailure, Role, User, WebSession
+from app.auth.models import ApiToken, Role, User, WebSession
 from app.auth.security import hash_password, hash_token, new_token, password_needs_rehash, verify_password
+from app.auth.throttle import purge_stale
 from app.db import utcnow
-from app.errors import Conflict, NotAuthenticated, NotFound, TooManyRequests
+from app.errors import Conflict, NotAuthenticated, NotFound
 from app.names import name_key
 
 
@@ -73,38 +74,14 @@ def user_for_api_token(session: Session, token: str) -> User | None:
 # --- passwords and login -------------------------------------------------------------------------
 
 
-def check_login_allowed(
-    session: Session,
-    *,
-    username: str,
-    address: str,
-    max_per_user: int,
-    max_per_address: int,
-    window: timedelta,
-) -> None:
-    since = utcnow() - window
-    recent = select(func.count()).select_from(LoginFailure).where(LoginFailure.created_at >= since)
-    per_user = session.scalar(recent.where(LoginFailure.username == username.lower())) or 0
-    per_address = session.scalar(recent.where(LoginFailure.address == address)) or 0
-    if per_user >= max_per_user or per_address >= max_per_address:
-        minutes = int(window.total_seconds() // 60)
-        raise TooManyRequests(
-            f"Too many failed logins. Wait {minutes} minutes and try again, or ask an admin to reset "
-            "your password.",
-            code="login_rate_limited",
-        )
-
-
-def authenticate(session: Session, *, username: str, password: str, address: str) -> User:
-    """Return the user for a correct username and password; record a failure and raise otherwise."""
+def authenticate(session: Session, *, username: str, password: str) -> User:
+    """Return the user for a correct username and password; raise otherwise. Rate limiting is
+    app/auth/throttle.py's, counted before this is called."""
     user = session.scalar(select(User).where(User.username_key == name_key(username)))
     if user is None or not user.is_active or not verify_password(user.password_hash, password):
-        session.add(LoginFailure(username=username.lower()[:64], address=address[:64]))
-        session.flush()
         raise NotAuthenticated("Wrong username or password.", code="bad_credentials")
     if user.password_hash and password_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    session.execute(delete(LoginFailure).where(LoginFailure.username == user.username.lower()))
     return user
 
 
@@ -145,4 +122,4 @@ def end_web_session(session: Session, cookie: str) -> None:
 def purge_expired(session: Session, *, now: datetime | None = None) -> None:
     now = now or utcnow()
     session.execute(delete(WebSession).where(WebSession.expires_at <= now))
-    session.execute(delete(LoginFailure).where(LoginFailure.created_at <= now - timedelta(days=1)))
+    purge_stale(session, now=now, window=timedelta(days=1))
