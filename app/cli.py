@@ -169,6 +169,7 @@ def _start_local_worker(engine, server: str, data_dir: Path) -> subprocess.Popen
 
     from app.auth import service
     from app.auth.models import User
+    from app.jobs import service as jobs
 
     with _session_scope(engine) as session:
         user = session.scalar(select(User).where(User.username == LOCAL_WORKER))
@@ -176,6 +177,10 @@ def _start_local_worker(engine, server: str, data_dir: Path) -> subprocess.Popen
             user = service.create_user(session, username=LOCAL_WORKER, role=Role.worker)
         service.revoke_tokens(session, user=user)
         token = service.issue_api_token(session, user=user)
+        # The last local worker is gone (it lives and dies with its server): its jobs resume now, from
+        # their checkpoints, rather than when their lease runs out.
+        if resumed := jobs.release_all_held_by(session, holder_id=user.id):
+            typer.echo(f"Handing back job(s) {', '.join(map(str, resumed))} of the previous local worker")
     env = {**os.environ, "PREFLAB_WORKER_TOKEN": token, "PREFLAB_DATA_DIR": str(data_dir)}
     return subprocess.Popen(
         [sys.executable, "-m", "trainer.worker", "--server", server, "--name", LOCAL_WORKER],

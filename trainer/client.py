@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ class ApiClient:
         timeout: float = 60.0,
         retries: int = 8,
         sleep: Callable[[float], None] = time.sleep,
+        interrupt: threading.Event | None = None,
     ):
         self.server, self.token = server, token
         self.http = httpx.Client(
@@ -61,6 +63,9 @@ class ApiClient:
         )
         self.retries = retries
         self.sleep = sleep
+        # Set when the worker is stopping: a call to an unreachable server then fails at once instead of
+        # retrying for minutes, so the worker exits within seconds even when its server is gone.
+        self.interrupt = interrupt
 
     def close(self) -> None:
         self.http.close()
@@ -81,10 +86,13 @@ class ApiClient:
                 if response.status_code < 500:
                     return self._check(response)
                 problem = f"HTTP {response.status_code}"
-            if attempt == attempts:
+            if attempt == attempts or (self.interrupt is not None and self.interrupt.is_set()):
                 raise ServerUnavailable(f"{method} {path}: {problem}")
             log.warning("%s %s failed (%s); retrying in %.1fs", method, path, problem, delay)
-            self.sleep(delay)
+            if self.interrupt is not None:
+                self.interrupt.wait(delay)
+            else:
+                self.sleep(delay)
             delay = min(delay * 2, 30.0)
         raise AssertionError("unreachable")
 
@@ -156,13 +164,15 @@ class ApiClient:
 
     def fork(self) -> ApiClient:
         """A second client to the same server (its own connections), for another thread."""
-        return ApiClient(self.server, self.token, retries=self.retries, sleep=self.sleep)
+        return ApiClient(
+            self.server, self.token, retries=self.retries, sleep=self.sleep, interrupt=self.interrupt
+        )
 
     def release(self, job: ClaimedJob) -> None:
         self.request("POST", f"/jobs/{job.id}/release", json={"attempt": job.attempt}, retries=2)
 
-    def job_status(self, job: ClaimedJob) -> str:
-        return self.request("GET", f"/jobs/{job.id}", retries=2).json()["status"]
+    def job_status(self, job: ClaimedJob, *, retries: int = 2) -> str:
+        return self.request("GET", f"/jobs/{job.id}", retries=retries).json()["status"]
 
     # --- data ----------------------------------------------------------------------------------------
 

@@ -1,28 +1,42 @@
-"""Stopping a long training job: on the worker's shutdown, or when the admin cancels it in the browser."""
+"""Stopping a long training job: on the worker's shutdown, when the admin cancels it in the browser, or
+when the server has gone away."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from trainer.client import ClaimedJob, JobStopped
+from trainer.client import ClaimedJob, JobStopped, ServerUnavailable
 
 CANCEL_POLL_SECONDS = 2.0
+SERVER_GONE_SECONDS = 60.0
+"""How long the server may stay unreachable before a training run stops (checkpoint kept) instead of
+training on for nobody: long enough for a restart, far shorter than the 5-minute lease."""
 
 
 class StopPoller:
-    """The ``should_stop`` a training loop polls between steps.
+    """The ``should_stop`` a training loop polls between decoding and optimizer steps.
 
-    True once the worker is shutting down, or once the server says the job was cancelled; the server is
-    asked at most every ``CANCEL_POLL_SECONDS``, so a cancel in the browser stops the run within seconds.
+    True once the worker is shutting down, once the server says the job was cancelled, or once the
+    server has been unreachable for ``server_gone_after`` seconds; the server is asked at most every
+    ``every`` seconds, so a cancel in the browser stops the run within seconds.
     """
 
-    def __init__(self, ctx: Any, job: ClaimedJob, every: float = CANCEL_POLL_SECONDS) -> None:
+    def __init__(
+        self,
+        ctx: Any,
+        job: ClaimedJob,
+        every: float = CANCEL_POLL_SECONDS,
+        server_gone_after: float = SERVER_GONE_SECONDS,
+    ) -> None:
         self.ctx = ctx
         self.job = job
         self.every = every
+        self.server_gone_after = server_gone_after
         self.cancelled = False
+        self.server_gone: str | None = None
         self._last_check = float("-inf")
+        self._unreachable_since: float | None = None
 
     def __call__(self) -> bool:
         if self.ctx.stopping.is_set():
@@ -30,11 +44,21 @@ class StopPoller:
         now = time.monotonic()
         if now - self._last_check >= self.every:
             self._last_check = now
-            self.cancelled = self.ctx.api.job_status(self.job) == "cancelled"
-        return self.cancelled
+            try:
+                self.cancelled = self.ctx.api.job_status(self.job, retries=0) == "cancelled"
+                self._unreachable_since = None
+            except ServerUnavailable as exc:
+                self._unreachable_since = self._unreachable_since or now
+                if now - self._unreachable_since >= self.server_gone_after:
+                    self.server_gone = (
+                        f"the server was unreachable for {now - self._unreachable_since:.0f}s ({exc})"
+                    )
+        return self.cancelled or self.server_gone is not None
 
     def raise_stop(self) -> None:
         """After the loop stopped early: end the job the way it was stopped."""
         if self.cancelled:
             raise JobStopped("cancelled from the browser; checkpoint kept")
+        if self.server_gone:
+            raise ServerUnavailable(f"{self.server_gone}; stopped, checkpoint kept")
         self.ctx.check_stop()  # a shutdown: hand the job back; the next claim resumes from the checkpoint

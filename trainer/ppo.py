@@ -39,7 +39,7 @@ import transformers
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, StoppingCriteriaList
 
 from trainer.data import Chat
 from trainer.optim import fused_where_supported
@@ -47,6 +47,7 @@ from trainer.policy import load_policy, resolve_model_dir
 from trainer.ppo_guards import BestSnapshot, kl_budget_of, kl_ceiling_of, stop_reason
 from trainer.reward import OFFSET_KEY, PREFLAB_JSON, load_reward_model, pad, rewards_of, score_head
 from trainer.reward_data import encode
+from trainer.sampling import StepCallback, StepReporter
 
 log = logging.getLogger("preflab.ppo")
 
@@ -170,6 +171,20 @@ class PPOResult:
     """True when ``should_stop`` interrupted the run (checkpoint saved, no final model)."""
     stop_reason: str | None = None
     """``"steps"``, ``"target_reward"``, ``"kl_ceiling"``, ``"entropy_collapse"`` or ``"should_stop"``."""
+
+
+class StepInterrupted(Exception):
+    """``should_stop`` said stop in the middle of a step or an evaluation."""
+
+
+def _interrupt_on(should_stop: Callable[[], bool]) -> Callable[..., None]:
+    """A check to call anywhere in a step (as a ``StepCallback`` too): raises once a stop is asked for."""
+
+    def interrupt(*_progress: int) -> None:
+        if should_stop():
+            raise StepInterrupted
+
+    return interrupt
 
 
 # --------------------------------------------------------------------------------------------------
@@ -444,8 +459,17 @@ class Rollout:
 
 
 @torch.no_grad()
-def sample(model, tokenizer, stop_ids, prompt_ids: list[list[int]], config: PPOConfig, device) -> Rollout:
-    """One completion per prompt with ``model.generate`` (left padding, attention mask).
+def sample(
+    model,
+    tokenizer,
+    stop_ids,
+    prompt_ids: list[list[int]],
+    config: PPOConfig,
+    device,
+    on_step: StepCallback | None = None,
+) -> Rollout:
+    """One completion per prompt with ``model.generate`` (left padding, attention mask); ``on_step`` is
+    called after every decoding step (and may raise to end the sampling).
 
     The log-probs and entropies of the sampled tokens come from the logits ``generate`` computed anyway
     (raw, before temperature and top-p: the full distribution scaled by the temperature, as the update's
@@ -471,6 +495,9 @@ def sample(model, tokenizer, stop_ids, prompt_ids: list[list[int]], config: PPOC
         pad_token_id=tokenizer.pad_token_id,
         return_dict_in_generate=True,
         output_logits=True,
+        stopping_criteria=StoppingCriteriaList(
+            [StepReporter(on_step, config.max_new_tokens)] if on_step else []
+        ),
     )
     response = output.sequences[:, longest:]  # (B, R)
     is_stop = torch.isin(response, torch.tensor(stop_ids, device=device))  # (B, R)
@@ -533,12 +560,13 @@ def train_ppo(
     """Run PPO and save the policy into ``out_dir``; resume from ``out_dir/checkpoint/`` when present.
 
     ``on_metrics`` receives metric dicts (see docs/ppo.md) and sample reports ``{"samples": [...]}``;
-    ``should_stop`` is polled before every step: True saves a checkpoint and returns ``stopped=True``.
+    ``should_stop`` is polled between decoding steps and between optimizer steps, so a stop takes
+    seconds: True saves a checkpoint and returns ``stopped=True``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     emit = on_metrics or (lambda metrics: None)
-    stop_requested = should_stop or (lambda: False)
+    interrupt = _interrupt_on(should_stop or (lambda: False))
     if config.batch_size % config.minibatch_size:
         raise ValueError("minibatch_size must divide batch_size")
 
@@ -617,7 +645,13 @@ def train_ppo(
 
     def generate(model, batch: Sequence[tuple[Chat, list[int]]]) -> Rollout:
         return sample(
-            accelerator.unwrap_model(model), tokenizer, stop_ids, [ids for _, ids in batch], config, device
+            accelerator.unwrap_model(model),
+            tokenizer,
+            stop_ids,
+            [ids for _, ids in batch],
+            config,
+            device,
+            on_step=interrupt,
         )
 
     def generate_and_score(model, batch: Sequence[tuple[Chat, list[int]]]) -> tuple[Rollout, torch.Tensor]:
@@ -625,158 +659,177 @@ def train_ppo(
         raw_scores = scorer([chat for chat, _ in batch], rollout.texts)  # (B,)
         return rollout, raw_scores
 
-    # 5. evaluation of the starting policy (= the reference)
-    eval_metrics: dict[str, float] = {}
-    if eval_set:
-        set_seed(config.seed + 1_000_003)
-        with as_reference() as ref:
-            eval_metrics["eval/reward_before"] = _evaluate(generate_and_score, ref, None, eval_set, config)[0]
-        emit({"step": step, **eval_metrics})
-
     metrics: dict[str, float] = {}
-    stop = "steps"
-    ceiling = kl_ceiling_of(config.kl_ceiling, config.target_kl)
-    best = BestSnapshot(kl_budget=kl_budget_of(config.target_kl, ceiling))
+    try:
+        # 5. evaluation of the starting policy (= the reference)
+        eval_metrics: dict[str, float] = {}
+        if eval_set:
+            set_seed(config.seed + 1_000_003)
+            with as_reference() as ref:
+                eval_metrics["eval/reward_before"] = _evaluate(
+                    generate_and_score, ref, None, eval_set, config
+                )[0]
+            emit({"step": step, **eval_metrics})
 
-    def evaluate_policy() -> tuple[float, float]:
-        set_seed(config.seed + 1_000_003)  # every evaluation samples the held-out prompts alike
-        return _evaluate(generate_and_score, policy, reference_logprobs, eval_set, config)
+        stop = "steps"
+        ceiling = kl_ceiling_of(config.kl_ceiling, config.target_kl)
+        best = BestSnapshot(kl_budget=kl_budget_of(config.target_kl, ceiling))
 
-    while step < config.steps:
-        if stop_requested():
-            save_checkpoint()
-            log.info("stopped at step %d; checkpoint saved", step)
-            return PPOResult(
-                out_dir=out_dir, step=step, metrics=metrics, stopped=True, stop_reason="should_stop"
-            )
-        started = time.monotonic()
-        set_seed(config.seed + step)  # the step's sampling and shuffles depend on (seed, step) only
+        def evaluate_policy() -> tuple[float, float]:
+            set_seed(config.seed + 1_000_003)  # every evaluation samples the held-out prompts alike
+            return _evaluate(generate_and_score, policy, reference_logprobs, eval_set, config)
 
-        # 1. pick the step's prompts
-        batch = [train_set[i] for i in prompt_indices(len(train_set), config.batch_size, step, config.seed)]
+        while step < config.steps:
+            interrupt()
+            started = time.monotonic()
+            set_seed(config.seed + step)  # the step's sampling and shuffles depend on (seed, step) only
 
-        # 2. sample one completion per prompt and score it with the reward model
-        policy.eval()
-        value_model.eval()
-        rollout = generate(policy, batch)
-        generated = time.monotonic()
-        raw_scores = scorer([chat for chat, _ in batch], rollout.texts)  # (B,)
-        input_ids, attention_mask = rollout.input_ids, rollout.attention_mask  # (B, P + R)
-        mask = rollout.response_mask.float()  # (B, R)
-        length = rollout.response.shape[1]
+            # 1. pick the step's prompts
+            batch = [
+                train_set[i] for i in prompt_indices(len(train_set), config.batch_size, step, config.seed)
+            ]
 
-        # 3. logprobs of the sampled tokens under the reference (the policy's came with the sample); values
-        logprobs, entropy = rollout.logprobs, rollout.entropy  # (B, R)
-        with torch.no_grad():
-            ref_logprobs = reference_logprobs(input_ids, attention_mask, rollout.response) * mask  # (B, R)
-            values = forward_values(value_model, input_ids, attention_mask, length) * mask  # (B, R)
-
-        # 4. compute rewards: EOS penalty, per-token KL penalty + score on the last token
-        scores = apply_missing_eos_penalty(raw_scores, rollout.finished, config.missing_eos_penalty)  # (B,)
-        rewards, kl = compute_rewards(scores, logprobs, ref_logprobs, mask, kl_ctl.value)  # (B, R)
-        if config.whiten_rewards:
-            rewards = whiten(rewards, mask, shift_mean=False)  # [Huang §11: reward scaling]
-
-        # 5. advantages and returns; advantages whitened [Huang §12: advantage normalisation]
-        advantages, returns = compute_gae(rewards, values, mask, config.gamma, config.lam)  # (B, R)
-        advantages = whiten(advantages, mask)
-        scored = time.monotonic()
-
-        # 6. PPO epochs over shuffled minibatches
-        policy.train()
-        value_model.train()
-        stats = torch.zeros(4)  # policy loss, value loss, clipfrac, minibatches
-        for _ in range(config.ppo_epochs):
-            order = torch.randperm(config.batch_size)
-            for start in range(0, config.batch_size, config.minibatch_size):
-                rows = order[start : start + config.minibatch_size].to(device)
-                mb_ids, mb_attn, mb_mask = input_ids[rows], attention_mask[rows], mask[rows]
-                new_logprobs, _ = forward_logprobs(
-                    policy, mb_ids, mb_attn, rollout.response[rows], config.temperature
-                )  # (b, R)
-                vpred = forward_values(value_model, mb_ids, mb_attn, length)  # (b, R)
-                pg_loss, vf_loss, clipfrac = ppo_losses(
-                    new_logprobs,
-                    logprobs[rows],
-                    advantages[rows],
-                    vpred,
-                    values[rows],
-                    returns[rows],
-                    mb_mask,
-                    config.cliprange,
-                    config.cliprange_value,
-                )
-                loss = pg_loss + config.vf_coef * vf_loss
-                optimizer.zero_grad()
-                accelerator.backward(loss)
-                if config.max_grad_norm is not None:
-                    accelerator.clip_grad_norm_(trained, config.max_grad_norm)
-                optimizer.step()
-                stats += torch.tensor([pg_loss.item(), vf_loss.item(), clipfrac.item(), 1.0])
-        updated = time.monotonic()
-
-        # 7. adaptive KL: beta toward target_kl [Ziegler et al. 2019]; metrics
-        mean_kl = kl.sum(dim=1).mean().item()  # nats per completion
-        beta_used = kl_ctl.value
-        kl_ctl.update(mean_kl, config.batch_size)
-        step += 1
-        elapsed = time.monotonic() - started
-        metrics = {
-            "step": step,
-            "reward/score": raw_scores.mean().item(),
-            "reward/score_penalised": scores.mean().item(),
-            "reward/missing_eos": 1.0 - rollout.finished.float().mean().item(),
-            "objective/kl": mean_kl,
-            "objective/entropy": (entropy * mask).sum(dim=1).mean().item(),
-            "objective/entropy_per_token": ((entropy * mask).sum() / mask.sum().clamp(min=1)).item(),
-            "loss/policy": (stats[0] / stats[3]).item(),
-            "loss/value": (stats[1] / stats[3]).item(),
-            "policy/clipfrac": (stats[2] / stats[3]).item(),
-            "beta": beta_used,
-            "response/length": mask.sum(dim=1).mean().item(),
-            "tokens_per_second": mask.sum().item() / max(elapsed, 1e-9),
-            # wall seconds of the step's phases: 2. sampling; RM + 3.-5. forwards, rewards, GAE; 6. PPO epochs
-            # (on a GPU, kernels still queued at a boundary are counted in the next phase)
-            "time/generation": generated - started,
-            "time/scoring": scored - generated,
-            "time/update": updated - scored,
-        }
-        if step % config.log_every == 0 or step == config.steps:
-            emit(dict(metrics))
-        if config.sample_every and step % config.sample_every == 0:
-            emit(
-                {
-                    "step": step,
-                    "samples": [
-                        {"prompt": chat, "completion": text, "score": s}
-                        for (chat, _), text, s in zip(batch, rollout.texts, raw_scores.tolist(), strict=True)
-                    ][: config.num_samples],
-                }
-            )
-        if step % config.checkpoint_every == 0 and step < config.steps:
-            save_checkpoint()
-        if reason := stop_reason(
-            metrics, target_reward=config.target_reward, kl_ceiling=ceiling, min_entropy=config.min_entropy
-        ):
-            stop = reason
-            log.info("step %d: stopping (%s)", step, reason)
-            break
-        if eval_set and config.eval_every and step % config.eval_every == 0 and step < config.steps:
+            # 2. sample one completion per prompt and score it with the reward model
             policy.eval()
-            reward_now, kl_now = evaluate_policy()
-            best.consider(accelerator.unwrap_model(policy), step=step, reward=reward_now, kl=kl_now)
-            emit({"step": step, "eval/reward": reward_now, "eval/kl": kl_now})
+            value_model.eval()
+            rollout = generate(policy, batch)
+            generated = time.monotonic()
+            raw_scores = scorer([chat for chat, _ in batch], rollout.texts)  # (B,)
+            input_ids, attention_mask = rollout.input_ids, rollout.attention_mask  # (B, P + R)
+            mask = rollout.response_mask.float()  # (B, R)
+            length = rollout.response.shape[1]
 
-    # 8. evaluate the trained policy; keep the best evaluation within the KL budget; save it in Hugging
-    #    Face format with preflab.json
-    policy.eval()
-    if eval_set:
-        reward_last, kl_last = evaluate_policy()
-        best.consider(accelerator.unwrap_model(policy), step=step, reward=reward_last, kl=kl_last)
-        if best.step != step:
-            log.info("saving the policy of step %d (best held-out reward within the KL budget)", best.step)
-        eval_metrics |= {"eval/reward_last": reward_last, "eval/kl_last": kl_last} | best.summary(step)
-        emit({"step": step, "eval/reward": reward_last, "eval/kl": kl_last, **eval_metrics})
+            # 3. logprobs of the sampled tokens under the reference (the policy's came with the sample);
+            #    values
+            logprobs, entropy = rollout.logprobs, rollout.entropy  # (B, R)
+            with torch.no_grad():
+                ref_logprobs = (
+                    reference_logprobs(input_ids, attention_mask, rollout.response) * mask
+                )  # (B, R)
+                values = forward_values(value_model, input_ids, attention_mask, length) * mask  # (B, R)
+
+            # 4. compute rewards: EOS penalty, per-token KL penalty + score on the last token
+            scores = apply_missing_eos_penalty(
+                raw_scores, rollout.finished, config.missing_eos_penalty
+            )  # (B,)
+            rewards, kl = compute_rewards(scores, logprobs, ref_logprobs, mask, kl_ctl.value)  # (B, R)
+            if config.whiten_rewards:
+                rewards = whiten(rewards, mask, shift_mean=False)  # [Huang §11: reward scaling]
+
+            # 5. advantages and returns; advantages whitened [Huang §12: advantage normalisation]
+            advantages, returns = compute_gae(rewards, values, mask, config.gamma, config.lam)  # (B, R)
+            advantages = whiten(advantages, mask)
+            scored = time.monotonic()
+
+            # 6. PPO epochs over shuffled minibatches
+            policy.train()
+            value_model.train()
+            stats = torch.zeros(4)  # policy loss, value loss, clipfrac, minibatches
+            for _ in range(config.ppo_epochs):
+                order = torch.randperm(config.batch_size)
+                for start in range(0, config.batch_size, config.minibatch_size):
+                    rows = order[start : start + config.minibatch_size].to(device)
+                    mb_ids, mb_attn, mb_mask = input_ids[rows], attention_mask[rows], mask[rows]
+                    new_logprobs, _ = forward_logprobs(
+                        policy, mb_ids, mb_attn, rollout.response[rows], config.temperature
+                    )  # (b, R)
+                    vpred = forward_values(value_model, mb_ids, mb_attn, length)  # (b, R)
+                    pg_loss, vf_loss, clipfrac = ppo_losses(
+                        new_logprobs,
+                        logprobs[rows],
+                        advantages[rows],
+                        vpred,
+                        values[rows],
+                        returns[rows],
+                        mb_mask,
+                        config.cliprange,
+                        config.cliprange_value,
+                    )
+                    loss = pg_loss + config.vf_coef * vf_loss
+                    interrupt()  # before the update: a stop never leaves a half-applied optimizer step
+                    optimizer.zero_grad()
+                    accelerator.backward(loss)
+                    if config.max_grad_norm is not None:
+                        accelerator.clip_grad_norm_(trained, config.max_grad_norm)
+                    optimizer.step()
+                    stats += torch.tensor([pg_loss.item(), vf_loss.item(), clipfrac.item(), 1.0])
+            updated = time.monotonic()
+
+            # 7. adaptive KL: beta toward target_kl [Ziegler et al. 2019]; metrics
+            mean_kl = kl.sum(dim=1).mean().item()  # nats per completion
+            beta_used = kl_ctl.value
+            kl_ctl.update(mean_kl, config.batch_size)
+            step += 1
+            elapsed = time.monotonic() - started
+            metrics = {
+                "step": step,
+                "reward/score": raw_scores.mean().item(),
+                "reward/score_penalised": scores.mean().item(),
+                "reward/missing_eos": 1.0 - rollout.finished.float().mean().item(),
+                "objective/kl": mean_kl,
+                "objective/entropy": (entropy * mask).sum(dim=1).mean().item(),
+                "objective/entropy_per_token": ((entropy * mask).sum() / mask.sum().clamp(min=1)).item(),
+                "loss/policy": (stats[0] / stats[3]).item(),
+                "loss/value": (stats[1] / stats[3]).item(),
+                "policy/clipfrac": (stats[2] / stats[3]).item(),
+                "beta": beta_used,
+                "response/length": mask.sum(dim=1).mean().item(),
+                "tokens_per_second": mask.sum().item() / max(elapsed, 1e-9),
+                # wall seconds of the step's phases: 2. sampling; RM + 3.-5. forwards, rewards, GAE;
+                # 6. PPO epochs (on a GPU, kernels still queued at a boundary are counted in the next phase)
+                "time/generation": generated - started,
+                "time/scoring": scored - generated,
+                "time/update": updated - scored,
+            }
+            if step % config.log_every == 0 or step == config.steps:
+                emit(dict(metrics))
+            if config.sample_every and step % config.sample_every == 0:
+                emit(
+                    {
+                        "step": step,
+                        "samples": [
+                            {"prompt": chat, "completion": text, "score": s}
+                            for (chat, _), text, s in zip(
+                                batch, rollout.texts, raw_scores.tolist(), strict=True
+                            )
+                        ][: config.num_samples],
+                    }
+                )
+            if step % config.checkpoint_every == 0 and step < config.steps:
+                save_checkpoint()
+            if reason := stop_reason(
+                metrics,
+                target_reward=config.target_reward,
+                kl_ceiling=ceiling,
+                min_entropy=config.min_entropy,
+            ):
+                stop = reason
+                log.info("step %d: stopping (%s)", step, reason)
+                break
+            if eval_set and config.eval_every and step % config.eval_every == 0 and step < config.steps:
+                policy.eval()
+                reward_now, kl_now = evaluate_policy()
+                best.consider(accelerator.unwrap_model(policy), step=step, reward=reward_now, kl=kl_now)
+                emit({"step": step, "eval/reward": reward_now, "eval/kl": kl_now})
+
+        # 8. evaluate the trained policy; keep the best evaluation within the KL budget; save it in Hugging
+        #    Face format with preflab.json
+        policy.eval()
+        if eval_set:
+            reward_last, kl_last = evaluate_policy()
+            best.consider(accelerator.unwrap_model(policy), step=step, reward=reward_last, kl=kl_last)
+            if best.step != step:
+                log.info(
+                    "saving the policy of step %d (best held-out reward within the KL budget)", best.step
+                )
+            eval_metrics |= {"eval/reward_last": reward_last, "eval/kl_last": kl_last} | best.summary(step)
+            emit({"step": step, "eval/reward": reward_last, "eval/kl": kl_last, **eval_metrics})
+    except StepInterrupted:
+        # Between decoding steps or optimizer steps: the updates made so far in this step are kept, and
+        # the resumed run samples this step again from them (a valid run, not a bit-identical one).
+        save_checkpoint()
+        log.info("stopped during step %d; checkpoint saved", step + 1)
+        return PPOResult(out_dir=out_dir, step=step, metrics=metrics, stopped=True, stop_reason="should_stop")
     save_checkpoint()  # a re-run with more steps continues from here (from the last step, not the best)
     if eval_set and best.step != step:
         best.restore_into(accelerator.unwrap_model(policy))

@@ -257,6 +257,20 @@ def release(session: Session, *, job: Job, attempt: int, holder_id: int) -> Job:
     return job
 
 
+def release_all_held_by(session: Session, *, holder_id: int) -> list[int]:
+    """Hand back every running job this worker account holds, without spending an attempt: for a worker
+    known to be gone (`serve --with-worker` starting a new local worker), so its jobs resume at once
+    instead of after their lease."""
+    held = list(
+        session.scalars(
+            select(Job).where(Job.claimed_by_id == holder_id, Job.status == JobStatus.running.value)
+        )
+    )
+    for job in held:
+        release(session, job=job, attempt=job.attempts, holder_id=holder_id)
+    return [job.id for job in held]
+
+
 def cancel(session: Session, *, job: Job) -> Job:
     if job.status in FINISHED:
         raise Conflict(f"The job already {job.status}; there is nothing to cancel.", code="job_finished")

@@ -208,8 +208,11 @@ def test_should_stop_then_resume_continues(tiny_model_dir, tiny_reward_model_dir
     config = small_config(tiny_model_dir, tiny_reward_model_dir, steps=3, sample_every=0)
     out = tmp_path / "ppo"
     events: list[dict] = []
-    polls = iter([False, True])
-    first = train_ppo(config, PROMPTS, out, on_metrics=events.append, should_stop=lambda: next(polls))
+
+    def after_the_first_step() -> bool:
+        return any("loss/policy" in e for e in events)
+
+    first = train_ppo(config, PROMPTS, out, on_metrics=events.append, should_stop=after_the_first_step)
     assert first.stopped and first.step == 1 and first.stop_reason == "should_stop"
     assert not (out / "model.safetensors").exists()
     state = json.loads((out / "checkpoint" / "trainer_state.json").read_text())
@@ -220,6 +223,29 @@ def test_should_stop_then_resume_continues(tiny_model_dir, tiny_reward_model_dir
     assert not second.stopped and second.step == 3
     assert [e["step"] for e in events if "loss/policy" in e] == [2, 3]
     assert (out / "model.safetensors").is_file()
+
+
+def test_a_stop_in_the_middle_of_sampling_takes_effect_at_once(
+    tiny_model_dir, tiny_reward_model_dir, tmp_path
+):
+    """Polled between decoding steps and optimizer steps, not only between PPO steps: a worker told to
+    stop (or a job cancelled) leaves within seconds even when one step takes minutes."""
+    config = small_config(tiny_model_dir, tiny_reward_model_dir, steps=3, max_new_tokens=40, sample_every=0)
+    out = tmp_path / "ppo"
+    polls: list[int] = []
+
+    def stop_on_the_third_poll() -> bool:
+        polls.append(1)
+        return len(polls) >= 3
+
+    events: list[dict] = []
+    first = train_ppo(config, PROMPTS, out, on_metrics=events.append, should_stop=stop_on_the_third_poll)
+    assert first.stopped and first.step == 0 and first.stop_reason == "should_stop"
+    assert len(polls) == 3, "nothing ran after the stop was asked for"
+    assert not [e for e in events if "loss/policy" in e], "no step finished"
+    assert json.loads((out / "checkpoint" / "trainer_state.json").read_text())["step"] == 0
+    second = train_ppo(config, PROMPTS, out)
+    assert not second.stopped and second.step == 3
 
 
 def test_kl_ceiling_stops_early(tiny_model_dir, tiny_reward_model_dir, tmp_path):
