@@ -1,15 +1,19 @@
-"""Ranking submission under load: N concurrent simulated labelers against a real server on Postgres.
+"""Ranking submission under load: N concurrent simulated labelers against a real server, on the default
+SQLite database (what `make run` starts) or on Postgres.
 
+    .venv/bin/python bench/labeling_load.py [--labelers 50] [--prompts 2000] [--seconds 30] [--burst]
     PREFLAB_BENCH_POSTGRES_URL=postgresql://preflab@127.0.0.1:54329/preflab_bench \\
-        .venv/bin/python bench/labeling_load.py [--labelers 50] [--prompts 2000] [--seconds 30]
+        .venv/bin/python bench/labeling_load.py --database postgres [...]
 
 Each labeler "thinks" for a random time (exponential, mean --think seconds; real labelers take 10-60 s)
 between receiving a task and submitting it; --think 0 is a closed loop that measures the server's
-saturation throughput instead. Starts `preflab serve` (production settings: not dev mode, a real
-secret key, `--workers 2`) on a fresh schema in that database, seeds a project whose prompts already
-have K=4 completions, then runs the labelers (asyncio + httpx, one connection each): GET /tasks/next,
-think, POST the ranking. Prints throughput and p50/p99 latency per endpoint, then checks the invariants
-in SQL: no prompt over-assigned, one ranking per assignment, comparisons = expansion.
+saturation throughput instead, and --burst sends every labeler's request in the same instant, round
+after round (a team starting together, or a server back from a restart). Starts `preflab serve`
+(production settings: not dev mode, a real secret key; `--workers` 1 on SQLite as `make run`, 2 on
+Postgres) on a fresh database, seeds a project whose prompts already have K=4 completions, then runs
+the labelers (asyncio + httpx, one connection each): GET /tasks/next, think, POST the ranking. Prints
+throughput, p50/p99 latency per endpoint and every non-2xx answer, then checks the invariants in SQL:
+no prompt over-assigned, one ranking per assignment, comparisons = expansion.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -32,36 +38,42 @@ from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFLAB = [sys.executable, "-m", "app.cli"]
+SQLITE_DATA_DIR = Path("/tmp/preflab-bench-sqlite")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--labelers", type=int, default=50)
     parser.add_argument("--prompts", type=int, default=2000)
     parser.add_argument("--rankings-per-prompt", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--web-workers", type=int, default=None, help="default: 1 on SQLite, 2 on Postgres")
     parser.add_argument(
         "--think",
         type=float,
         default=2.0,
         help="mean seconds a labeler spends on a task before submitting (0: closed loop)",
     )
+    parser.add_argument(
+        "--burst", action="store_true", help="all labelers request at the same instant, round after round"
+    )
     args = parser.parse_args()
-    url = os.environ.get("PREFLAB_BENCH_POSTGRES_URL")
-    if not url:
-        sys.exit("Set PREFLAB_BENCH_POSTGRES_URL to an empty Postgres database (make postgres starts one).")
-    sa_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-    engine = create_engine(sa_url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    env = {
-        **os.environ,
-        "PREFLAB_DATABASE_URL": url,
-        "PREFLAB_SECRET_KEY": "bench-" + "x" * 40,
-        "PREFLAB_DEV": "0",
-        "PREFLAB_DATA_DIR": "/tmp/preflab-bench-data",
-    }
+    env = {**os.environ, "PREFLAB_SECRET_KEY": "bench-" + "x" * 40, "PREFLAB_DEV": "0"}
+    if args.database == "postgres":
+        url = os.environ.get("PREFLAB_BENCH_POSTGRES_URL")
+        if not url:
+            sys.exit("Set PREFLAB_BENCH_POSTGRES_URL to an empty Postgres database (`make postgres`).")
+        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        env |= {"PREFLAB_DATABASE_URL": url, "PREFLAB_DATA_DIR": "/tmp/preflab-bench-data"}
+    else:  # the default database of `make run`: SQLite in the data directory
+        shutil.rmtree(SQLITE_DATA_DIR, ignore_errors=True)
+        env.pop("PREFLAB_DATABASE_URL", None)
+        env["PREFLAB_DATA_DIR"] = str(SQLITE_DATA_DIR)
+        engine = create_engine(f"sqlite:///{SQLITE_DATA_DIR / 'preflab.sqlite3'}")
+    args.web_workers = args.web_workers or (2 if args.database == "postgres" else 1)
     subprocess.run([*PREFLAB, "migrate"], env=env, check=True, cwd=ROOT, capture_output=True)
     admin = _token(env, "bench-admin", "admin")
     labelers = [_token(env, f"bench-labeler-{i}", "labeler") for i in range(args.labelers)]
@@ -78,7 +90,7 @@ def main() -> None:
     try:
         _wait_for(base)
         project_id = _seed(base, admin, args.prompts, args.rankings_per_prompt)
-        stats = asyncio.run(_run_labelers(base, labelers, project_id, args.seconds, args.think))
+        stats = asyncio.run(_run_labelers(base, labelers, project_id, args))
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
@@ -137,11 +149,11 @@ def _seed(base: str, admin: str, prompts: int, rankings_per_prompt: int) -> int:
     return project["id"]
 
 
-async def _run_labelers(base: str, tokens: list[str], project_id: int, seconds: float, think: float) -> dict:
+async def _run_labelers(base: str, tokens: list[str], project_id: int, args: argparse.Namespace) -> dict:
     stats: dict[str, list[float]] = {"next": [], "rank": []}
     errors: list[str] = []
     clients = [
-        httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
         for token in tokens
     ]
     # Warm-up, not measured: every labeler connects once, so the server's connection pools and
@@ -150,21 +162,28 @@ async def _run_labelers(base: str, tokens: list[str], project_id: int, seconds: 
         await asyncio.gather(
             *(http.get("/api/v1/tasks/progress", params={"project_id": project_id}) for http in clients)
         )
-    deadline = time.monotonic() + seconds
+    deadline = time.monotonic() + args.seconds
     started = time.monotonic()
+    together = asyncio.Barrier(len(tokens)) if args.burst else None
+    think = 0.0 if args.burst else args.think
 
     async def labeler(token: str, http: httpx.AsyncClient) -> None:
         rng = random.Random(token)
         if think:  # labelers arrive over a moment, not all in the same millisecond
             await asyncio.sleep(rng.uniform(0, think))
-        while time.monotonic() < deadline:
+        while True:
+            if together is not None:
+                await together.wait()  # every labeler's request leaves in the same instant
+            if time.monotonic() >= deadline:
+                return
             t0 = time.perf_counter()
             response = await http.get("/api/v1/tasks/next", params={"project_id": project_id})
             stats["next"].append(time.perf_counter() - t0)
             if response.status_code == 204:
-                return
+                errors.append("next 204: no task left (seed more prompts)")
+                continue
             if response.status_code != 200:
-                errors.append(f"next {response.status_code}")
+                errors.append(f"next {response.status_code} {response.text[:200]}")
                 continue
             task = response.json()
             ids = [c["id"] for c in task["completions"]]
@@ -193,8 +212,9 @@ def _percentile(values: list[float], q: float) -> float:
 def _report(stats: dict, args: argparse.Namespace) -> None:
     elapsed = stats["elapsed"]
     print(
-        f"labelers={args.labelers} think={args.think}s web_workers={args.web_workers} elapsed={elapsed:.1f}s "
-        f"errors={len(stats['errors'])}"
+        f"database={args.database} labelers={args.labelers} "
+        f"{'burst' if args.burst else f'think={args.think}s'} web_workers={args.web_workers} "
+        f"elapsed={elapsed:.1f}s errors={len(stats['errors'])}"
     )
     print(f"{'endpoint':<24}{'requests':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     for name, label in (("next", "GET /tasks/next"), ("rank", "POST .../ranking")):
@@ -203,8 +223,8 @@ def _report(stats: dict, args: argparse.Namespace) -> None:
             f"{label:<24}{len(values):>10}{len(values) / elapsed:>10.1f}"
             f"{_percentile(values, 50) * 1000:>10.1f}{_percentile(values, 99) * 1000:>10.1f}"
         )
-    for error in stats["errors"][:5]:
-        print("  error:", error)
+    for error, count in sorted(Counter(stats["errors"]).items(), key=lambda item: -item[1])[:10]:
+        print(f"  error x{count}: {error}")
 
 
 def _check_invariants(engine, rankings_per_prompt: int) -> None:
