@@ -91,7 +91,7 @@ class PPOConfig:
     """Passes over each rollout batch."""
     max_new_tokens: int = 48
     """Completion length cap; a completion that reaches it without EOS is 'missing EOS'."""
-    learning_rate: float = 1e-5
+    learning_rate: float = 2e-5
     """Adam learning rate for policy and value model (one optimizer, joint loss)."""
     kl_coef: float = 0.05
     """Initial beta, the weight of the per-token KL penalty."""
