@@ -3,18 +3,9 @@
 import pytest
 
 from tests.conftest import create_project
+from tests.helpers import assert_error
 
 ROLES = ["admin", "labeler", "researcher", "worker"]
-
-
-def assert_error(response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and {"code", "message", "details"} <= set(body["error"])
-    assert body["error"]["message"], "every error carries a sentence a person can act on"
-    if code:
-        assert body["error"]["code"] == code
-    return body["error"]
 
 
 def test_me_with_token(client, make_account) -> None:

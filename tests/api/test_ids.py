@@ -8,9 +8,9 @@ import json
 import pytest
 
 from app.ids import MAX_ID, parse_id
-from tests.api.test_auth import assert_error
 from tests.conftest import create_project
 from tests.exports.test_export_api import export, jsonl
+from tests.helpers import assert_error
 from tests.labeling.conftest import seed_ready_prompts
 
 TOO_BIG = MAX_ID + 1

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tests.api.test_auth import assert_error
 from tests.conftest import create_project
+from tests.helpers import assert_error
 
 
 def test_create_and_read_project(client, admin, make_account) -> None:

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from tests.api.test_auth import assert_error
 from tests.conftest import create_project
+from tests.helpers import assert_error
 
 JSONL = {"Content-Type": "application/x-ndjson"}
 CSV = {"Content-Type": "text/csv"}

@@ -10,8 +10,8 @@ from app.evaluations.models import EvaluationRound
 from app.jobs.models import Job
 from app.projects.models import Project
 from app.prompts.models import Prompt
-from tests.api.test_auth import assert_error
 from tests.evaluations.conftest import claim, parent_project, post_completions, rank_round, register_policy
+from tests.helpers import assert_error
 
 
 def _counts(db) -> tuple[int, int, int, int]:

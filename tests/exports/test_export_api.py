@@ -7,8 +7,8 @@ import urllib.parse
 import pyarrow.parquet as pq
 import pytest
 
-from tests.api.test_auth import assert_error
 from tests.conftest import create_project, only_on
+from tests.helpers import assert_error
 from tests.labeling.conftest import seed_ready_prompts
 
 

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from app.imports import service
 from app.labeling.models import Comparison, Ranking
 from app.prompts.models import Completion, Prompt
-from tests.api.test_auth import assert_error
 from tests.conftest import create_project
+from tests.helpers import assert_error
 
 JSONL = {"Content-Type": "application/x-ndjson"}
 HH_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hh-rlhf"

@@ -8,8 +8,8 @@ from sqlalchemy import update
 
 from app.db import utcnow
 from app.jobs.models import Job
-from tests.api.test_auth import assert_error
 from tests.conftest import create_project
+from tests.helpers import assert_error
 from tests.labeling.conftest import seed_ready_prompts
 
 CLAIM = {"kinds": ["generate"], "worker": "test-worker"}

@@ -6,8 +6,8 @@ from sqlalchemy import func, select, update
 
 from app.db import utcnow
 from app.labeling.models import Assignment, Comparison, Ranking
-from tests.api.test_auth import assert_error
 from tests.conftest import create_project
+from tests.helpers import assert_error
 from tests.labeling.conftest import seed_ready_prompts
 
 

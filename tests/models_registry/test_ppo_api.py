@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.api.test_auth import assert_error
 from tests.conftest import create_project
+from tests.helpers import assert_error
 from tests.labeling.conftest import seed_ready_prompts
 from trainer.client import ClaimedJob
 from trainer.ppo import PPOConfig

@@ -1,7 +1,7 @@
 """Training runs over the API: queueing a reward run, and a finished run registering its model."""
 
-from tests.api.test_auth import assert_error
 from tests.conftest import create_project
+from tests.helpers import assert_error
 
 CLAIM = {"kinds": ["reward"], "worker": "gpu-1"}
 
