@@ -203,10 +203,10 @@ def run_ppo(args: argparse.Namespace, train, held_out, rm_dir: Path, out_dir: Pa
     def on_metrics(m: dict) -> None:
         if "loss/policy" not in m:
             return
-        steps.append({k: v for k, v in m.items() if k == "step" or "/" in k or k == "beta"})
+        steps.append({k: v for k, v in m.items() if k == "step" or "/" in k})
         print(
             f"{m['step']:>4} {m['reward/score']:>7.3f} {m['reward/score_penalised']:>9.3f} "
-            f"{m['objective/kl']:>6.2f} {m['beta']:>7.4f} {m['response/length']:>6.1f} "
+            f"{m['objective/kl']:>6.2f} {m['objective/beta']:>7.4f} {m['response/length']:>6.1f} "
             f"{m['reward/missing_eos']:>6.2f} {m.get('time/generation', float('nan')):>6.1f} "
             f"{m.get('time/scoring', float('nan')):>7.1f} {m.get('time/update', float('nan')):>8.1f}",
             flush=True,
@@ -287,7 +287,7 @@ def main() -> None:
     )
     print(
         f"eval/kl_after {run['eval']['eval/kl_after']:.3f} nats; last step: KL {last['objective/kl']:.3f}, "
-        f"beta {last['beta']:.4f}; {len(run['steps'])} steps in {run['minutes']:.1f} min "
+        f"beta {last['objective/beta']:.4f}; {len(run['steps'])} steps in {run['minutes']:.1f} min "
         f"({run['minutes'] * 60 / len(run['steps']):.0f} s/step with both evaluations); "
         f"load average {os.getloadavg()[0]:.2f}"
     )

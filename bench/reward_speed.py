@@ -17,7 +17,7 @@ pair's chosen and rejected side). So both do the same number of pairs per optimi
 backbone, max length, lr schedule, clipping and dropout (TRL's ``disable_dropout=False``), full precision.
 
 Timing: wall time of the measured steps only, after --warmup steps: ours from the per-step
-``pairs_per_second`` metric (``log_every=1``, each window is one step: fetching and collating the batch,
+``time/pairs_per_second`` metric (``log_every=1``, each window is one step: fetching and collating the batch,
 forward, backward, clip, optimizer and scheduler step); TRL from a callback's clock at the end of each
 step. Model loading, tokenisation, our final normalisation pass and saving are not timed. Both run in this
 one process, one after the other, on the same threads. Theoretical ratio: 2*C(K,2)/K = K-1 sequences.
@@ -94,9 +94,9 @@ def run_ours(args: argparse.Namespace, pairs: list[PreferencePair]) -> float:
     )
     with tempfile.TemporaryDirectory(prefix="reward-speed-") as out:
         train_reward_model(config, pairs, out, on_metrics=per_step.append)
-    measured = [m for m in per_step if "pairs_per_second" in m and m["step"] > args.warmup]
+    measured = [m for m in per_step if "time/pairs_per_second" in m and m["step"] > args.warmup]
     pairs_done = args.steps * args.rankings_per_step * math.comb(args.k, 2)
-    seconds = sum(pairs_done / args.steps / m["pairs_per_second"] for m in measured)
+    seconds = sum(pairs_done / args.steps / m["time/pairs_per_second"] for m in measured)
     return pairs_done / seconds
 
 

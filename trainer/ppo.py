@@ -772,9 +772,9 @@ def train_ppo(
                 "loss/policy": (stats[0] / stats[3]).item(),
                 "loss/value": (stats[1] / stats[3]).item(),
                 "policy/clipfrac": (stats[2] / stats[3]).item(),
-                "beta": beta_used,
+                "objective/beta": beta_used,
                 "response/length": mask.sum(dim=1).mean().item(),
-                "tokens_per_second": mask.sum().item() / max(elapsed, 1e-9),
+                "time/tokens_per_second": mask.sum().item() / max(elapsed, 1e-9),
                 # wall seconds of the step's phases: 2. sampling; RM + 3.-5. forwards, rewards, GAE;
                 # 6. PPO epochs (on a GPU, kernels still queued at a boundary are counted in the next phase)
                 "time/generation": generated - started,

@@ -436,8 +436,8 @@ def train_reward_model(
                     "epoch": round(state.epoch + micro / batches_in_epoch, 4),
                     "loss/train": loss_sum / max(pair_count, 1),
                     "accuracy/train": correct / max(pair_count, 1),
-                    "lr": scheduler.get_last_lr()[0],
-                    "pairs_per_second": pair_count / max(elapsed, 1e-9),
+                    "train/lr": scheduler.get_last_lr()[0],
+                    "time/pairs_per_second": pair_count / max(elapsed, 1e-9),
                 }
                 emit(dict(train_metrics))
                 bar.set_postfix(loss=f"{train_metrics['loss/train']:.4f}")

@@ -171,9 +171,9 @@ def test_ppo_runs_moves_parameters_and_saves_a_loadable_policy(
         "loss/policy",
         "loss/value",
         "policy/clipfrac",
-        "beta",
+        "objective/beta",
         "response/length",
-        "tokens_per_second",
+        "time/tokens_per_second",
         "step",
     ):
         assert key in steps[-1], key
@@ -183,7 +183,9 @@ def test_ppo_runs_moves_parameters_and_saves_a_loadable_policy(
         assert key in result.metrics
     # step 1: policy == reference, so KL = 0 < target 1: e clipped to -0.2, beta *= 1 - 0.2 * 4 / 100
     assert steps[0]["objective/kl"] == pytest.approx(0.0, abs=1e-5)
-    assert steps[0]["beta"] == 0.05 and steps[1]["beta"] == pytest.approx(0.05 * (1 - 0.2 * 4 / 100))
+    assert steps[0]["objective/beta"] == 0.05 and steps[1]["objective/beta"] == pytest.approx(
+        0.05 * (1 - 0.2 * 4 / 100)
+    )
 
     assert (out / "model.safetensors").is_file()
     record = json.loads((out / "preflab.json").read_text())

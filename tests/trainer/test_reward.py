@@ -210,7 +210,9 @@ def test_training_lowers_the_loss_and_moves_the_parameters(trained_bert):
     _, initial, metrics, result = trained_bert
     train = [m for m in metrics if "loss/train" in m]
     assert [m["step"] for m in train] == list(range(1, 31))  # 18 train prompts / 4 per batch * 6 epochs
-    assert {"loss/train", "accuracy/train", "lr", "pairs_per_second", "step", "epoch"} <= set(train[0])
+    assert {"loss/train", "accuracy/train", "train/lr", "time/pairs_per_second", "step", "epoch"} <= set(
+        train[0]
+    )
     first, last = sum(m["loss/train"] for m in train[:5]) / 5, sum(m["loss/train"] for m in train[-5:]) / 5
     assert last < first - 0.2
     evals = [m for m in metrics if "loss/eval" in m]
