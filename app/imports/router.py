@@ -8,7 +8,7 @@ from app.imports import service
 from app.imports.formats import ImportFormat
 from app.imports.schemas import ImportResult
 from app.projects.dependencies import ProjectDep
-from app.prompts.router import multipart_file, spool_body
+from app.uploads import multipart_file, spool_body
 
 router = APIRouter(tags=["imports"])
 

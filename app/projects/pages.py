@@ -34,7 +34,7 @@ from app.projects.schemas import DEFAULT_FLAGS, ProjectCounts, ProjectCreate, Pr
 from app.prompts import importer
 from app.prompts import service as prompt_service
 from app.prompts.models import Prompt
-from app.prompts.router import multipart_file
+from app.uploads import multipart_file
 from app.web import is_htmx, redirect, render
 
 router = APIRouter(include_in_schema=False)

@@ -1,25 +1,21 @@
 """JSON API: prompt uploads and listing."""
 
-import tempfile
-from typing import IO, Annotated
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, status
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from app.auth.models import Role, User
 from app.dependencies import AdminUser, SessionDep, SettingsDep, require_roles
-from app.errors import InvalidInput, PayloadTooLarge
 from app.pagination import Page
 from app.projects.dependencies import ProjectDep
 from app.prompts import importer, service
 from app.prompts.schemas import ImportReport, PromptOut, PromptStatus
+from app.uploads import multipart_file, spool_body
 
 router = APIRouter(tags=["prompts"])
 # Workers read the prompts a generate job must fill.
 PromptReader = Annotated[User, Depends(require_roles(Role.admin, Role.worker))]
-
-SPOOL_IN_MEMORY_BYTES = 1024 * 1024  # beyond this an upload is spooled to disk
 
 
 @router.post(
@@ -63,48 +59,3 @@ def list_prompts(
     rankings = service.ranking_counts(session, [p.id for p in prompts])
     items = [service.prompt_out(p, project, rankings.get(p.id, 0)) for p in prompts]
     return Page(items=items, next_cursor=next_cursor)
-
-
-async def spool_body(request: Request, limit: int) -> IO[bytes]:
-    """Copy the request body to a temporary file, refusing it (413) as soon as it passes `limit` bytes."""
-    _refuse_declared_size(request, limit)
-    spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115 - returned open
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            spooled.close()
-            raise too_large(limit)
-        spooled.write(chunk)
-    spooled.seek(0)
-    return spooled
-
-
-async def multipart_file(request: Request, limit: int) -> UploadFile:
-    _refuse_declared_size(request, limit)
-    form = await request.form()
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise InvalidInput(
-            "The multipart form needs a file field named 'file'.",
-            code="missing_file",
-            details={"field": "file"},
-        )
-    if upload.size is not None and upload.size > limit:
-        raise too_large(limit)
-    await upload.seek(0)
-    return upload
-
-
-def _refuse_declared_size(request: Request, limit: int) -> None:
-    declared = request.headers.get("content-length")
-    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
-
-
-def too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"The upload is larger than the {limit / 1024 / 1024:g} MB limit (PREFLAB_MAX_UPLOAD_MB); "
-        "split it into several files.",
-        details={"limit_bytes": limit},
-    )
