@@ -114,13 +114,18 @@ def settings(engine: Engine, tmp_path: Path) -> Settings:
     )
 
 
-@pytest.fixture
-def app(settings: Settings, engine: Engine):
+def app_on(settings: Settings, engine: Engine):
+    """The app with these settings, on the test's database engine (shared, not a second pool)."""
     application = create_app(settings)
-    application.state.engine.dispose()  # share the test engine instead of a second pool
+    application.state.engine.dispose()
     application.state.engine = engine
     application.state.session_factory = make_session_factory(engine)
     return application
+
+
+@pytest.fixture
+def app(settings: Settings, engine: Engine):
+    return app_on(settings, engine)
 
 
 @pytest.fixture

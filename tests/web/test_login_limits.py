@@ -6,9 +6,7 @@ import threading
 import httpx
 from fastapi.testclient import TestClient
 
-from app.main import create_app
-from app.settings import Settings
-from tests.conftest import CSRF_INPUT
+from tests.conftest import CSRF_INPUT, app_on
 from tests.web.test_pages import post_login
 
 
@@ -77,15 +75,7 @@ def test_concurrent_wrong_passwords_are_counted_atomically(live_server, admin, s
     assert statuses.count(429) == guesses - settings.login_max_failures_per_user
 
 
-def _app_with(settings: Settings, app, **changes):
-    proxied = create_app(settings.model_copy(update=changes))
-    proxied.state.engine.dispose()
-    proxied.state.engine = app.state.engine  # the test's database
-    proxied.state.session_factory = app.state.session_factory
-    return proxied
-
-
-def test_x_forwarded_for_counts_only_from_a_trusted_proxy(app, admin, settings) -> None:
+def test_x_forwarded_for_counts_only_from_a_trusted_proxy(app, admin, settings, engine) -> None:
     limit = settings.login_max_failures_per_user
 
     def guesses_from(test_client: TestClient, forwarded: str) -> list[int]:
@@ -97,7 +87,7 @@ def test_x_forwarded_for_counts_only_from_a_trusted_proxy(app, admin, settings) 
         assert guesses_from(direct, "10.0.0.1") == [401] * limit
         assert guesses_from(direct, "10.0.0.2") == [429] * limit
 
-    proxied = _app_with(settings, app, trusted_proxies="127.0.0.2, 10.9.0.0/16")
+    proxied = app_on(settings.model_copy(update={"trusted_proxies": "127.0.0.2, 10.9.0.0/16"}), engine)
     with client_at(proxied, "10.9.3.4") as proxy:  # behind a trusted proxy: the client it names counts
         assert guesses_from(proxy, "10.0.0.3") == [401] * limit
         assert guesses_from(proxy, "10.0.0.4") == [401] * limit
