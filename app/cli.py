@@ -415,7 +415,7 @@ def demo() -> None:
     with _session_scope(engine) as session:
         accounts, project = seed_demo(session)
         if project is not None:
-            from app.jobs.service import queue_generation
+            from app.runs.generation.service import queue_generation
 
             queue_generation(session, project=project, created_by_id=None)
             typer.echo(f"Queued generation of the demo project's completions (project {project.id}).")

@@ -104,7 +104,7 @@ def get_optional_caller(
         user = auth_service.user_for_api_token(session, token)
         if user is None:
             raise NotAuthenticated("The API token is unknown or revoked.", code="bad_token")
-        return Caller(user=user, web_session=None)
+        return _remembered(request, Caller(user=user, web_session=None))
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
@@ -118,7 +118,25 @@ def get_optional_caller(
             "The form is missing its CSRF token or it is stale: reload the page and retry.",
             code="csrf_failed",
         )
-    return Caller(user=web_session.user, web_session=web_session)
+    return _remembered(request, Caller(user=web_session.user, web_session=web_session))
+
+
+def _remembered(request: Request, caller: Caller) -> Caller:
+    """Keep who called by id, so a refused form's page can be rendered for them after the rollback
+    (app.forms): the rolled-back session's objects can no longer be read."""
+    request.state.caller_ids = (caller.user.id, caller.web_session.id if caller.web_session else None)
+    return caller
+
+
+def reload_caller(session: Session, request: Request) -> Caller | None:
+    """The caller of this request, read again in `session` (see `_remembered`)."""
+    ids = getattr(request.state, "caller_ids", None)
+    if ids is None:
+        return None
+    user_id, web_session_id = ids
+    user = session.get(User, user_id)
+    web_session = session.get(WebSession, web_session_id) if web_session_id is not None else None
+    return Caller(user=user, web_session=web_session) if user is not None else None
 
 
 def get_caller(caller: Annotated[Caller | None, Depends(get_optional_caller)]) -> Caller:

@@ -1,6 +1,7 @@
 """The ASGI application: routers, static files, and one place that maps errors to responses."""
 
 import logging
+from contextlib import contextmanager
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
@@ -8,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -20,13 +22,17 @@ from app.api_docs import router as api_docs
 from app.auth import pages as auth_pages
 from app.auth import router as auth_api
 from app.body_limits import BodyLimits
-from app.db import make_engine, make_session_factory
+from app.dashboard import jobs_card, project_page, upload
+from app.db import make_engine, make_session_factory, session_scope
+from app.dependencies import reload_caller
 from app.errors import Conflict, InvalidInput, NotAuthenticated, PrefLabError, ServiceUnavailable
 from app.evaluations import pages as evaluation_pages
 from app.evaluations import router as evaluation_api
 from app.exports import pages as export_pages
 from app.exports import router as export_api
+from app.forms import FormRefused
 from app.imports import router as import_api
+from app.jobs import pages as job_pages
 from app.jobs import router as job_api
 from app.labeling import pages as labeling_pages
 from app.labeling import router as labeling_api
@@ -36,6 +42,7 @@ from app.projects import pages as project_pages
 from app.projects import router as project_api
 from app.prompts import router as prompt_api
 from app.response_headers import ResponseHeaders
+from app.runs import load_kinds
 from app.settings import Settings, get_settings
 from app.static_files import STATIC_PREFIX, assets
 from app.storable import refuse_unstorable_input
@@ -72,16 +79,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         models_api.router,
         evaluation_api.router,
     ]
+    kinds = load_kinds()  # each kind of work brings its own routes (app/runs/<kind>/)
+    apis += [kind.api for kind in kinds if kind.api is not None]
     for api in apis:
         app.include_router(api, prefix=API_PREFIX)
     pages_routers = [
         auth_pages.router,
         project_pages.router,
+        project_page.router,
+        upload.router,
+        jobs_card.router,
+        job_pages.router,
         labeling_pages.router,
         agreement_pages.router,
         export_pages.router,
         models_pages.router,
         evaluation_pages.router,
+        *(kind.pages for kind in kinds if kind.pages is not None),
     ]
     for pages in pages_routers:
         app.include_router(pages)
@@ -127,9 +141,23 @@ def _error_response(request: Request, error: PrefLabError) -> Response:
     return response
 
 
+def _render_refused_form(request: Request, refused: FormRefused) -> Response:
+    """A refused form's page again (app.forms). The request's own transaction was rolled back when the
+    route raised; this one reads the page afresh (and commits what reading does, such as expiry sweeps,
+    as the page's GET would)."""
+    with contextmanager(session_scope)(request.app.state.session_factory) as session:
+        caller = reload_caller(session, request)
+        context = refused.context(session)
+        response = render(request, refused.template, caller, status_code=refused.status_code, **context)
+    return response
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PrefLabError)
     async def domain_error(request: Request, exc: PrefLabError) -> Response:
+        if isinstance(exc, FormRefused) and not _wants_json(request):
+            async with request.app.state.db_gate.admit():
+                return await run_in_threadpool(_render_refused_form, request, exc)
         return _error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)

@@ -4,15 +4,15 @@ starts a round, and one round's page. The same service functions as the JSON API
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
-from app.dependencies import AdminUser, Caller, CallerDep, ProjectReader, SessionDep
-from app.errors import InvalidInput, PrefLabError
+from app.dependencies import AdminUser, CallerDep, ProjectReader, SessionDep
+from app.errors import PrefLabError
 from app.evaluations import service
 from app.evaluations.models import EvaluationRound
 from app.evaluations.schemas import EvaluationCreate
+from app.forms import FormRefused, as_domain_error
 from app.ids import Id, parse_id
 from app.models_registry import service as models
 from app.models_registry.models import ModelKind
@@ -108,10 +108,8 @@ def start_round_form(
     try:
         body = EvaluationCreate.model_validate(form.payload())
         round_ = service.create_round(session, project=project, request=body, author=admin)
-    except ValidationError as exc:
-        return _refused(request, caller, session, project, form, InvalidInput.from_pydantic(exc))
-    except PrefLabError as exc:
-        return _refused(request, caller, session, project, form, exc)
+    except (ValidationError, PrefLabError) as error:
+        raise _refused(request, project.id, form, as_domain_error(error)) from None
     if is_htmx(request):
         return render(
             request,
@@ -122,13 +120,15 @@ def start_round_form(
     return redirect(f"/evaluations/{round_.id}?notice=started")
 
 
-def _refused(
-    request: Request, caller: Caller, session: Session, project: Project, form: RoundForm, error: PrefLabError
-) -> Response:
-    session.rollback()  # a refused form writes nothing
-    context = card_context(session, project, form=form, error=error)
+def _refused(request: Request, project_id: int, form: RoundForm, error: PrefLabError) -> FormRefused:
+    """The card (or its page) again, with the form as the admin left it; nothing was written."""
+
+    def context(session: Session) -> dict[str, Any]:
+        project = projects.get_project(session, project_id)
+        return card_context(session, project, form=form, error=error)
+
     template = "evaluations/_card_fragment.html" if is_htmx(request) else "evaluations/page.html"
-    return render(request, template, caller, status_code=error.status_code, **context)
+    return FormRefused(error, template=template, context=context)
 
 
 @router.get("/evaluations/{evaluation_id}")

@@ -21,7 +21,7 @@ from app.evaluations.models import EvaluationRound
 from app.evaluations.schemas import EvaluationCreate, EvaluationOut, RoundStatus, SideFlags
 from app.ids import parse_id
 from app.jobs import service as jobs
-from app.jobs.models import Job, JobKind, JobStatus
+from app.jobs.models import Job, JobStatus
 from app.labeling.models import Ranking
 from app.models_registry import service as registry
 from app.models_registry.models import ModelVersion
@@ -30,6 +30,7 @@ from app.projects import service as projects
 from app.projects.models import Project
 from app.projects.schemas import ProjectCreate
 from app.prompts.models import Completion, Prompt
+from app.runs.generation.service import KIND as GENERATE
 
 Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile
 MAX_NAME = 100  # Project.name's length
@@ -116,7 +117,7 @@ def queue_round_generation(
 ) -> tuple[Job, bool]:
     """Queue a job that gives every prompt of the round one completion from each model (or return the
     one already queued or running)."""
-    existing = jobs.active_job(session, project_id=round_.round_project_id, kind=JobKind.generate)
+    existing = jobs.active_job(session, project_id=round_.round_project_id, kind=GENERATE)
     if existing is not None and existing.config.get("models"):
         return existing, False
     if existing is not None:  # a one-model job queued from the round's project page: it cannot fill a round
@@ -133,7 +134,7 @@ def queue_round_generation(
         "evaluation_round": round_.id,
     }
     job = jobs.enqueue(
-        session, kind=JobKind.generate, project_id=child.id, config=config, created_by_id=created_by_id
+        session, kind=GENERATE, project_id=child.id, config=config, created_by_id=created_by_id
     )
     round_.job_id = job.id
     session.flush()
@@ -207,17 +208,6 @@ def list_rounds(session: Session, *, project: Project) -> list[EvaluationRound]:
 def round_of_project(session: Session, project_id: int) -> EvaluationRound | None:
     """The round whose own project this is (None for an ordinary project)."""
     return session.scalar(select(EvaluationRound).where(EvaluationRound.round_project_id == project_id))
-
-
-def require_two_model_job(session: Session, *, project_id: int, job: Job) -> None:
-    """A round's completions come only from its two-model jobs: a plain generation job (the project
-    page's "Generate completions" on the round's project) would fill both slots with one model."""
-    if job.config.get("models") is None and round_of_project(session, project_id) is not None:
-        raise Conflict(
-            f"Project {project_id} is an evaluation round: its completions come from the round's two "
-            "models. Generate them from the round (POST /evaluations/{id}/generate), not the project.",
-            code="evaluation_round_generation",
-        )
 
 
 # --- scoring ---------------------------------------------------------------------------------------

@@ -49,3 +49,15 @@ class ExportFilters(BaseModel):
 
     def as_metadata(self) -> dict:
         return self.model_dump(mode="json", exclude={"format"})
+
+
+class TrainingFilters(BaseModel):
+    """Which comparisons to train on: the export's filters (see docs/exports.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: datetime | None = None
+    until: datetime | None = None
+    min_agreement: float | None = Field(None, ge=-1, le=1)
+    exclude_flags: list[str] = Field(default_factory=list)
+    labelers: list[str] = Field(default_factory=list)

@@ -10,12 +10,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import Base, JSONType, UTCDateTime, utcnow
 
 
-class JobKind(enum.StrEnum):
-    generate = "generate"
-    reward = "reward"
-    ppo = "ppo"
-
-
 class JobStatus(enum.StrEnum):
     queued = "queued"
     running = "running"
@@ -36,7 +30,7 @@ class Job(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))  # registered by its package (app.jobs.kinds)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued.value)
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     config: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

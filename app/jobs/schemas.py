@@ -1,10 +1,14 @@
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from app.jobs.models import JobKind, JobStatus
+from app.jobs.kinds import known_kind
+from app.jobs.models import JobStatus
 
+KindName = Annotated[
+    str, AfterValidator(known_kind), Field(description="A job kind, e.g. generate, reward, ppo")
+]
 Attempt = Annotated[
     int,
     Field(
@@ -20,7 +24,7 @@ class JobOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
-    kind: JobKind
+    kind: str
     status: JobStatus
     project_id: int | None
     progress: float
@@ -42,13 +46,13 @@ class JobCreated(BaseModel):
 class ClaimRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kinds: list[JobKind] = Field(min_length=1)
+    kinds: list[KindName] = Field(min_length=1)
     worker: str = Field(min_length=1, max_length=200, description="A name for logs, e.g. the host")
 
 
 class ClaimedJob(BaseModel):
     id: int
-    kind: JobKind
+    kind: str
     project_id: int | None
     config: dict[str, Any]
     attempts: int

@@ -1,4 +1,5 @@
-"""The job queue: enqueue, claim atomically, renew leases, finish. No HTTP types here.
+"""The job queue: enqueue, claim atomically, renew leases, finish. No HTTP types here, and no kind of
+work: what a kind adds lives in its package (app.jobs.kinds).
 
 A worker holds a job through a lease that each progress event renews. A job whose lease ran out goes
 back to the queue (its `attempts` count keeps the retries), and after `max_attempts` claims it fails.
@@ -12,8 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.errors import Conflict, NotFound
-from app.jobs.models import FINISHED, Job, JobEvent, JobKind, JobStatus
-from app.projects.models import Project
+from app.jobs.models import FINISHED, Job, JobEvent, JobStatus
 
 LEASE = timedelta(minutes=5)
 
@@ -21,13 +21,13 @@ LEASE = timedelta(minutes=5)
 def enqueue(
     session: Session,
     *,
-    kind: JobKind,
+    kind: str,
     project_id: int | None,
     config: dict[str, Any],
     created_by_id: int | None,
 ) -> Job:
     job = Job(
-        kind=kind.value,
+        kind=kind,
         project_id=project_id,
         config=config,
         created_by_id=created_by_id,
@@ -41,23 +41,6 @@ def enqueue(
     return job
 
 
-def queue_generation(session: Session, *, project: Project, created_by_id: int | None) -> tuple[Job, bool]:
-    """Queue a job that fills every prompt with fewer than K completions (or return the one queued)."""
-    existing = active_job(session, project_id=project.id, kind=JobKind.generate)
-    if existing is not None:
-        return existing, False
-    from app.models_registry.service import generation_model  # model versions depend on jobs
-
-    config = {
-        "k": project.completions_per_prompt,
-        "generation": dict(project.generation),
-        **generation_model(session, project.generation.get("model", "default")),
-    }
-    return enqueue(
-        session, kind=JobKind.generate, project_id=project.id, config=config, created_by_id=created_by_id
-    ), True
-
-
 def get_job(session: Session, job_id: int) -> Job:
     job = session.get(Job, job_id)
     if job is None:
@@ -65,12 +48,12 @@ def get_job(session: Session, job_id: int) -> Job:
     return job
 
 
-def active_job(session: Session, *, project_id: int, kind: JobKind) -> Job | None:
+def active_job(session: Session, *, project_id: int, kind: str) -> Job | None:
     return session.scalar(
         select(Job)
         .where(
             Job.project_id == project_id,
-            Job.kind == kind.value,
+            Job.kind == kind,
             Job.status.in_([JobStatus.queued.value, JobStatus.running.value]),
         )
         .order_by(Job.id.desc())
@@ -109,13 +92,12 @@ def requeue_expired(session: Session) -> None:
     )
 
 
-def claim(session: Session, *, kinds: list[JobKind], worker: str, holder_id: int) -> Job | None:
+def claim(session: Session, *, kinds: list[str], worker: str, holder_id: int) -> Job | None:
     """Hand the oldest queued job of these kinds to the worker account `holder_id` (`worker`: its name
     for logs); two workers never get the same job."""
     requeue_expired(session)
-    kind_values = [k.value for k in kinds]
     for _ in range(5):  # another worker may win the race for a candidate; try the next one
-        job_id = _next_queued_id(session, kind_values)
+        job_id = _next_queued_id(session, kinds)
         if job_id is None:
             return None
         now = utcnow()

@@ -1,4 +1,4 @@
-"""Browser pages for labelers: the ranking screen.
+"""Browser pages for labelers: the home page (projects and the tasks left) and the ranking screen.
 
 The task is one fragment (`label/_task_fragment.html`) inside the page. With htmx a ranking or a skip
 posts and the next task is swapped in its place; without JavaScript the same form posts and redirects
@@ -18,10 +18,11 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from app.auth.models import User
+from app.auth.models import Role, User
 from app.db import utcnow
 from app.dependencies import Caller, CallerDep, LabelerUser, SessionDep, SettingsDep
 from app.errors import InvalidInput, PrefLabError
+from app.forms import FormRefused, as_domain_error
 from app.ids import Id, parse_id
 from app.labeling import service
 from app.labeling.dependencies import OwnAssignment
@@ -47,6 +48,39 @@ async def posted_form(request: Request) -> FormData:
 
 
 PostedForm = Annotated[FormData, Depends(posted_form)]
+
+
+# --- home: the projects and the tasks left ---------------------------------------------------------
+
+
+@router.get("/")
+def home(request: Request, caller: CallerDep, session: SessionDep):
+    if caller.user.role in (Role.admin, Role.researcher):
+        return redirect("/projects")
+    # Labelers see the projects' names and how many tasks are left for them; settings and counts are
+    # for admins and researchers.
+    return render(request, "home.html", caller, projects=_labeler_projects(session, caller.user))
+
+
+def _labeler_projects(session: Session, labeler: User) -> list[dict[str, Any]]:
+    if labeler.role != Role.labeler:
+        return []
+    service.expire_stale(session)
+    live = service.live_assignments_by_project(session, labeler=labeler)
+    rows = []
+    for project in project_service.list_projects(session):
+        progress = service.labeler_progress(session, labeler=labeler, project=project)
+        rows.append(
+            {
+                "id": project.id,
+                "name": project.name,
+                "left": progress.left_in_project + live.get(project.id, 0),  # a task begun counts
+                "ranked_today": progress.ranked_today,
+                "ranked_total": progress.ranked_total,
+                "in_progress": live.get(project.id, 0) > 0,
+            }
+        )
+    return rows
 
 
 # --- the page ------------------------------------------------------------------------------------
@@ -81,19 +115,10 @@ def submit_ranking_form(
     try:
         body = ranking_from_form(form, assignment=assignment)
         _, comparisons = service.submit_ranking(session, assignment=assignment, body=body)
-    except (ValidationError, PrefLabError) as exc:
-        session.rollback()  # a refused ranking writes nothing, whatever the service had flushed
-        error = exc if isinstance(exc, PrefLabError) else InvalidInput.from_pydantic(exc)
-        return _refused(
-            request,
-            caller,
-            session,
-            labeler=labeler,
-            assignment=assignment,
-            scope=scope,
-            error=error,
-            form=form,
-        )
+    except (ValidationError, PrefLabError) as error:
+        raise _refused(
+            request, error, labeler=labeler, assignment=assignment, scope=scope, form=form
+        ) from None
     if not is_htmx(request):
         return redirect(_label_url(scope, notice="ranked"))
     saved = f"Saved: {comparisons} comparison{'' if comparisons == 1 else 's'}."
@@ -114,17 +139,9 @@ def skip_form(
     try:
         service.skip(session, assignment=assignment)
     except PrefLabError as error:
-        session.rollback()
-        return _refused(
-            request,
-            caller,
-            session,
-            labeler=labeler,
-            assignment=assignment,
-            scope=scope,
-            error=error,
-            form=None,
-        )
+        raise _refused(
+            request, error, labeler=labeler, assignment=assignment, scope=scope, form=None
+        ) from None
     if not is_htmx(request):
         return redirect(_label_url(scope, notice="skipped"))
     return _next_task(request, caller, session, settings, labeler=labeler, scope=scope, saved="Skipped.")
@@ -210,23 +227,30 @@ def _next_task(
 
 def _refused(
     request: Request,
-    caller: Caller,
-    session: Session,
+    error: ValidationError | PrefLabError,
     *,
     labeler: User,
     assignment: Assignment,
     scope: Project | None,
-    error: PrefLabError,
     form: FormData | None,
-) -> Response:
+) -> FormRefused:
     """The task again with the error shown (422), or, if it can no longer be ranked (409), the message
-    and a button to the next task."""
+    and a button to the next task. A refused ranking writes nothing, whatever the service had flushed."""
+    error = as_domain_error(error)
     gone = error.code in TASK_GONE
-    context = task_context(
-        session, labeler=labeler, scope=scope, assignment=None if gone else assignment, form=form
-    )
-    context.update(error=error, gone=gone)
-    return _respond(request, caller, context, status_code=error.status_code)
+    ids = (labeler.id, assignment.id, scope.id if scope else None)
+
+    def context(session: Session) -> dict[str, Any]:
+        labeler_id, assignment_id, scope_id = ids
+        scope_now = session.get(Project, scope_id) if scope_id is not None else None
+        task = None if gone else session.get(Assignment, assignment_id)
+        context = task_context(
+            session, labeler=session.get(User, labeler_id), scope=scope_now, assignment=task, form=form
+        )
+        return context | {"error": error, "gone": gone, "saved": None, "notice": None}
+
+    template = "label/_task_fragment.html" if is_htmx(request) else "label/page.html"
+    return FormRefused(error, template=template, context=context)
 
 
 def _respond(

@@ -384,3 +384,13 @@ def task_view(session: Session, assignment: Assignment) -> dict:
         "completions": [{"id": cid, "text": texts[cid]} for cid in assignment.shown_order],
         "expires_at": assignment.expires_at,
     }
+
+
+def live_assignments_by_project(session: Session, *, labeler: User) -> dict[int, int]:
+    """How many tasks the labeler has begun and not finished, by project id."""
+    rows = session.execute(
+        select(Assignment.project_id, func.count(Assignment.id))
+        .where(Assignment.labeler_id == labeler.id, Assignment.status == AssignmentStatus.live.value)
+        .group_by(Assignment.project_id)
+    )
+    return {project_id: count for project_id, count in rows}

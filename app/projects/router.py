@@ -35,7 +35,7 @@ def _to_out(project: Project, counts: ProjectCounts) -> ProjectOut:
         flags=project.flags,
         generation=project.generation,
         counts=counts,
-        progress=(counts.prompts_ready / counts.prompts) if counts.prompts else 0.0,
+        progress=service.ready_share(counts),
         created_at=project.created_at,
     )
 

@@ -155,3 +155,17 @@ def _merged_generation(session: Session, current: dict, changes: dict) -> dict:
 def _require_known_model(session: Session, model: str | int) -> None:
     """`"default"`, a local Hugging Face model directory, or a registered policy version id."""
     generation_model(session, model)
+
+
+def ready_share(counts: ProjectCounts) -> float:
+    """The share of prompts that have all K completions (0..1)."""
+    return counts.prompts_ready / counts.prompts if counts.prompts else 0.0
+
+
+def author_names(session: Session, versions: list[InstructionVersion]) -> dict[int, str]:
+    """Who wrote each instruction version, by user id."""
+    ids = {v.author_id for v in versions if v.author_id is not None}
+    if not ids:
+        return {}
+    rows = session.execute(select(User.id, User.username).where(User.id.in_(ids)))
+    return {user_id: username for user_id, username in rows}

@@ -4,7 +4,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.ids import MAX_ID, Id
-from app.jobs.schemas import Attempt
 
 MAX_TEXT = 200_000
 """Longest prompt, message or completion, in characters (uploads, imports and worker reports alike)."""
@@ -102,13 +101,6 @@ class GeneratedForPrompt(BaseModel):
 
     prompt_id: Id
     completions: list[GeneratedCompletion] = Field(max_length=9)
-
-
-class GeneratedBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    attempt: Attempt
-    items: list[GeneratedForPrompt] = Field(max_length=1000)
 
 
 class GeneratedResult(BaseModel):

@@ -67,8 +67,16 @@ def test_start_watch_and_list(client, admin, make_account) -> None:
 def test_bad_form_and_roles(client, admin, make_account) -> None:
     project = create_project(client, admin)
     csrf = browser_login(client, admin)
-    bad = client.post(f"/projects/{project['id']}/train/reward", data={"csrf_token": csrf, "epochs": "0"})
+    typed = {"csrf_token": csrf, "epochs": "0", "learning_rate": "3e-4", "min_agreement": "0.4"}
+    bad = client.post(f"/projects/{project['id']}/train/reward", data={**typed, "exclude_flags": "unsafe"})
     assert bad.status_code == 422 and "epochs" in bad.text
+    # the project page again, the card saying why and keeping what the admin typed; nothing was queued
+    page = bad.text
+    assert 'id="reward-error"' in page and "Upload prompts" in page
+    assert 'name="epochs" type="number" min="1" max="50" value="0"' in page
+    assert 'value="3e-4"' in page and 'value="0.4"' in page
+    assert 'value="unsafe" checked' in page and 'value="nonsense" checked' not in page
+    assert client.get(f"/api/v1/projects/{project['id']}/jobs", headers=admin.headers).json()["items"] == []
     labeler = make_account("labeler")
     client.post("/logout", data={"csrf_token": csrf})
     browser_login(client, labeler)
@@ -97,6 +105,10 @@ def test_ppo_from_the_project_page_to_generating_with_the_new_policy(client, adm
     }
     bad = client.post(f"/projects/{project['id']}/train/ppo", data={**form, "minibatch_size": "3"})
     assert bad.status_code == 422 and "minibatch_size" in bad.text
+    assert 'id="ppo-error"' in bad.text
+    assert 'name="minibatch_size" type="number" min="1" value="3"' in bad.text
+    assert 'name="kl_horizon" type="number" min="1" value="200"' in bad.text
+    assert f'<option value="{reward_id}" selected>' in bad.text
     assert (
         client.post(
             f"/projects/{project['id']}/train/ppo", data={k: v for k, v in form.items() if k != "csrf_token"}
@@ -202,7 +214,8 @@ def _card_inputs(html: str, action: str) -> dict[str, str]:
 def test_training_forms_show_and_send_the_api_defaults(client, admin, make_account) -> None:
     """The request schemas are the one source of the defaults: the forms show them, and a form sent as
     shown queues the same config as an API request that leaves every field out."""
-    from app.models_registry.schemas import PPOTrainRequest, RewardTrainRequest
+    from app.runs.ppo.schemas import PPOTrainRequest
+    from app.runs.reward.schemas import RewardTrainRequest
     from tests.labeling.conftest import seed_ready_prompts
     from tests.models_registry.test_ppo_api import registered_reward_model
 
