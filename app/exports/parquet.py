@@ -7,44 +7,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from app.exports.rows import arrow_schema
 from app.exports.schemas import SCHEMA_VERSION, ExportFilters
 
 ROW_GROUP = 20_000
-
-MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
-MESSAGES = pa.list_(MESSAGE)
-COMMON = [
-    ("prompt_id", pa.int64()),
-    ("prompt", MESSAGES),
-    ("ranking_id", pa.int64()),
-    ("labeler", pa.string()),
-    ("instructions_version", pa.int32()),
-    ("created_at", pa.timestamp("us", tz="UTC")),
-]
-PAIRS = pa.schema(
-    [
-        *COMMON[:2],
-        ("chosen", MESSAGES),
-        ("rejected", MESSAGES),
-        ("chosen_id", pa.int64()),
-        ("rejected_id", pa.int64()),
-        ("chosen_tier", pa.int32()),
-        ("rejected_tier", pa.int32()),
-        *COMMON[2:],
-        ("tie", pa.bool_()),
-    ]
-)
-RANKINGS = pa.schema(
-    [
-        *COMMON[:2],
-        ("completions", pa.list_(pa.struct([("id", pa.int64()), ("text", pa.string())]))),
-        ("ranking", pa.list_(pa.list_(pa.int64()))),
-        ("flags", pa.string()),  # JSON: {"<id>": ["flag"]}
-        ("none_acceptable", pa.bool_()),
-        ("seconds_spent", pa.float64()),
-        *COMMON[2:],
-    ]
-)
 
 
 class _Sink:
@@ -67,7 +33,7 @@ class _Sink:
 
 
 def iter_parquet(rows: Iterable[dict[str, Any]], filters: ExportFilters) -> Iterator[bytes]:
-    schema = PAIRS if filters.kind == "pairs" else RANKINGS
+    schema = arrow_schema(filters.kind)  # app/exports/rows.py: the JSONL rows' columns and types
     metadata = {
         b"preflab.schema_version": str(SCHEMA_VERSION).encode(),
         b"preflab.kind": filters.kind.encode(),

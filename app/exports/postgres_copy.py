@@ -1,9 +1,10 @@
 """Postgres only: the JSONL of `kind=pairs` produced by Postgres itself and streamed with COPY.
 
 Building each line in Python costs more than the database's own work; here Postgres assembles each
-JSON line and COPY streams them with no per-row round trips. The generic path in
-`service.py` produces the same rows on every backend (tests compare the two); only the order of keys
-inside an object and the digits of the timestamps' fractions may differ, as JSON allows.
+JSON line and COPY streams them with no per-row round trips. The columns and their SQL are those of
+app/exports/rows.py; the generic path in `service.py` produces the same rows on every backend (tests
+compare them row by row); only the spacing and the order of keys inside a prompt message may differ, as
+JSON allows.
 """
 
 from collections.abc import Iterator
@@ -12,22 +13,16 @@ from datetime import datetime
 from sqlalchemy import Connection, select
 
 from app.exports.pseudonyms import labeler_pseudonym
+from app.exports.rows import copy_select
 from app.labeling.models import Ranking
 
 ROWS_PER_CHUNK = 2000
 
-# Concatenation with to_json() for escaping: as fast as a plain COPY of the same columns, about
-# twice as fast as json_build_object(). Every piece is NOT NULL or wrapped in coalesce().
+# One JSON line per pair, its pieces from app/exports/rows.py: concatenation with to_json() for
+# escaping is as fast as a plain COPY of the same columns, about twice as fast as json_build_object().
 COPY_SQL = """
 COPY (
-  SELECT '{{"prompt_id":' || c.prompt_id || ',"prompt":' || p.messages::text
-    || ',"chosen":[{{"role":"assistant","content":' || to_json(ch.text)::text
-    || '}}],"rejected":[{{"role":"assistant","content":' || to_json(rj.text)::text
-    || '}}],"chosen_id":' || c.chosen_id || ',"rejected_id":' || c.rejected_id
-    || ',"chosen_tier":' || c.chosen_tier || ',"rejected_tier":' || c.rejected_tier
-    || ',"ranking_id":' || c.ranking_id || ',"labeler":' || to_json({labeler})::text
-    || ',"instructions_version":' || coalesce(iv.version::text, 'null')
-    || ',"created_at":' || to_json(r.created_at)::text || '}}'
+  SELECT {select}
   FROM comparisons c
   JOIN rankings r ON r.id = c.ranking_id
   JOIN prompts p ON p.id = c.prompt_id
@@ -73,7 +68,7 @@ def copy_pair_lines(connection: Connection, plan) -> Iterator[bytes]:
         flags = "ARRAY[" + ", ".join(_quote(flag) for flag in filters.exclude_flags) + "]"
         for side in ("chosen_id", "rejected_id"):
             conditions.append(f"NOT coalesce(r.flags -> c.{side}::text, '[]'::jsonb) ?| {flags}")
-    sql = COPY_SQL.format(labeler=labeler, conditions=" AND ".join(conditions))
+    sql = COPY_SQL.format(select=copy_select(labeler), conditions=" AND ".join(conditions))
     connection.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")
     cursor = connection.connection.driver_connection.cursor()
     with cursor.copy(sql) as copy:

@@ -1,3 +1,4 @@
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -61,3 +62,14 @@ class TrainingFilters(BaseModel):
     min_agreement: float | None = Field(None, ge=-1, le=1)
     exclude_flags: list[str] = Field(default_factory=list)
     labelers: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """A validated export: the project, its filters, and what the filters resolved to."""
+
+    project_id: int
+    export_salt: str
+    filters: ExportFilters
+    labeler_ids: frozenset[int] | None  # None: everyone
+    prompt_ids: frozenset[int] | None  # None: every prompt (min_agreement unset)
