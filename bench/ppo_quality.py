@@ -81,7 +81,8 @@ def first_turns(rankings) -> list[str]:
 
 def train_reward(args: argparse.Namespace, train, held_out, out_dir: Path) -> None:
     from bench.reward_quality import as_pairs, held_out_pairs, pairwise_accuracy
-    from trainer.reward import RewardConfig, train_reward_model
+    from trainer.reward import train_reward_model
+    from trainer.reward_config import RewardConfig
 
     subset = train[:: max(1, len(train) // args.rm_train_limit)][: args.rm_train_limit]
     config = RewardConfig(

@@ -120,9 +120,10 @@ def summarise(steps: list[dict], args: argparse.Namespace) -> dict:
 
 def run_ours(args: argparse.Namespace, policy_dir: Path, rm_dir: Path, prompts: list) -> dict:
     import trainer.ppo as ppo
+    import trainer.ppo_rollout as rollouts  # where the loop's sampling is looked up
 
     widths: list[int] = []
-    original_sample = ppo.sample
+    original_sample = rollouts.sample
 
     def sample(*a, **kw):
         rollout = original_sample(*a, **kw)
@@ -165,12 +166,12 @@ def run_ours(args: argparse.Namespace, policy_dir: Path, rm_dir: Path, prompts: 
         checkpoint_every=10**9,
         sample_every=0,
     )
-    ppo.sample = sample
+    rollouts.sample = sample
     try:
         with tempfile.TemporaryDirectory(prefix="ppo-speed-ours-") as out:
             ppo.train_ppo(config, prompts, out, on_metrics=on_metrics)
     finally:
-        ppo.sample = original_sample
+        rollouts.sample = original_sample
     for i, record in enumerate(per_step):
         record["decode_steps"] = widths[i]
         record["step"] = ends[i] - ends[i - 1] if i else float("nan")

@@ -105,7 +105,7 @@ def held_out_pairs(rankings: list[Ranking]) -> list[tuple[list, str, str]]:
 
 
 def pairwise_accuracy(model_dir: Path, pairs: list[tuple[list, str, str]], max_length: int) -> float:
-    from trainer.reward import score
+    from trainer.reward_model import score
 
     chosen = score(model_dir, [(p, c) for p, c, _ in pairs], batch_size=32, max_length=max_length)
     rejected = score(model_dir, [(p, r) for p, _, r in pairs], batch_size=32, max_length=max_length)
@@ -153,7 +153,8 @@ def as_pairs(rankings: list[Ranking]) -> list[PreferencePair]:
 
 
 def run_ours(args: argparse.Namespace, out_dir: Path) -> dict:
-    from trainer.reward import RewardConfig, train_reward_model
+    from trainer.reward import train_reward_model
+    from trainer.reward_config import RewardConfig
 
     train, held_out = bench_split(args)
     config = RewardConfig(
@@ -187,7 +188,8 @@ def run_ours_memory(args: argparse.Namespace, out_dir: Path) -> dict:
     through ``should_stop`` after --rss-steps optimizer steps: the memory of a full run without the
     hours of CPU training (the rest of the epoch allocates nothing new; the final normalisation and
     evaluation are no-grad forwards of one batch at a time)."""
-    from trainer.reward import RewardConfig, train_reward_model
+    from trainer.reward import train_reward_model
+    from trainer.reward_config import RewardConfig
 
     pairs, _, _ = load_hh_pairs(args.data, args.limit)
     config = RewardConfig(

@@ -78,7 +78,8 @@ def synthesise(tokenizer, n_rankings: int, k: int, prompt_tokens: int, completio
 
 def run_ours(args: argparse.Namespace, pairs: list[PreferencePair]) -> float:
     """Pairs per second of our trainer over the measured steps."""
-    from trainer.reward import RewardConfig, train_reward_model
+    from trainer.reward import train_reward_model
+    from trainer.reward_config import RewardConfig
 
     per_step: list[dict] = []
     config = RewardConfig(

@@ -136,7 +136,7 @@ def generate_completions(
         seed=seed,
         max_prompt_tokens=max_prompt_tokens,
         max_attempts=max_attempts,
-        draw=partial(_draw_batched, on_step=on_step),
+        draw=partial(_sample, on_step=on_step),
         keep_partial=keep_partial,
     )
 
@@ -298,23 +298,12 @@ def _encode_chats(policy: Policy, chats: list[Chat], max_prompt_tokens: int | No
 # --------------------------------------------------------------------------------------------------
 
 
-def _draw_batched(
-    policy: Policy,
-    prompts: list[_Prompt],
-    seeds: list[list[int]],
-    settings: SamplingSettings,
-    on_step: StepCallback | None = None,
-) -> list[list[Generated]]:
-    """Everything in one ``generate`` call."""
-    return _sample(policy, [prompt.ids for prompt in prompts], seeds, settings, on_step=on_step)
-
-
 def _draw_one_by_one(
     policy: Policy, prompts: list[_Prompt], seeds: list[list[int]], settings: SamplingSettings
 ) -> list[list[Generated]]:
     """One ``generate`` call per completion: the naive baseline."""
     return [
-        [_sample(policy, [prompt.ids], [[seed]], settings)[0][0] for seed in row]
+        [_sample(policy, [prompt], [[seed]], settings)[0][0] for seed in row]
         for prompt, row in zip(prompts, seeds, strict=True)
     ]
 
@@ -322,12 +311,13 @@ def _draw_one_by_one(
 @torch.inference_mode()
 def _sample(
     policy: Policy,
-    prompt_ids: list[list[int]],
+    prompts: list[_Prompt],
     seeds: list[list[int]],
     settings: SamplingSettings,
     on_step: StepCallback | None = None,
 ) -> list[list[Generated]]:
-    """Sample one completion per seed, ``seeds[i]`` for prompt ``i``, in one ``generate`` call.
+    """Sample one completion per seed, ``seeds[i]`` for prompt ``i``, in one ``generate`` call (the
+    batched draw; the naive one calls it once per completion).
 
     The prompts are left-padded into one batch and prefilled once (:func:`_prefill_once`); then each
     prompt's row and KV cache are repeated once per seed, and ``generate`` decodes all rows together.
@@ -336,6 +326,7 @@ def _sample(
     PerRowSampler samples and ``generate`` runs greedy behind it, its own choice a cheap argmax.
     """
     tokenizer, model = policy.tokenizer, policy.model
+    prompt_ids = [prompt.ids for prompt in prompts]
     batch = tokenizer.pad({"input_ids": prompt_ids}, padding=True, return_tensors="pt").to(model.device)
     prompt_of_row = torch.arange(len(seeds), device=model.device).repeat_interleave(
         torch.tensor([len(row) for row in seeds], device=model.device)

@@ -16,7 +16,8 @@ from typing import Any
 
 from trainer.client import ClaimedJob
 from trainer.job_control import StopPoller
-from trainer.ppo import PPOConfig, train_ppo
+from trainer.ppo import train_ppo
+from trainer.ppo_config import PPOConfig
 
 
 def ppo_config(ctx: Any, job: ClaimedJob) -> PPOConfig:

@@ -25,7 +25,7 @@ from trainer.data import load_pairs
 
 
 def _parser() -> argparse.ArgumentParser:
-    from trainer.reward import RewardConfig
+    from trainer.reward_config import RewardConfig
 
     parser = argparse.ArgumentParser(
         prog="python -m trainer.reward_cli", description=__doc__.split("\n\n")[0]
@@ -68,7 +68,8 @@ def _field_doc(cls: type, name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from trainer.reward import RewardConfig, train_reward_model
+    from trainer.reward import train_reward_model
+    from trainer.reward_config import RewardConfig
 
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -15,7 +15,8 @@ from typing import Any
 from trainer.client import ClaimedJob
 from trainer.data import load_pairs
 from trainer.job_control import StopPoller
-from trainer.reward import RewardConfig, train_reward_model
+from trainer.reward import train_reward_model
+from trainer.reward_config import RewardConfig
 
 
 def reward_config(job: ClaimedJob) -> RewardConfig:

@@ -84,7 +84,7 @@ def reward_model_scorer(admin: ApiClient, model_id: int, data_dir: Path) -> Scor
     """Score with a registered reward model, loaded from this machine's copy of the artifact store."""
     import torch
 
-    from trainer.ppo import RewardScorer
+    from trainer.reward_model import RewardScorer
 
     version = admin.request("GET", f"/models/{model_id}").json()
     if version["kind"] != "reward":

@@ -10,7 +10,7 @@ from tests.conftest import create_project
 from tests.helpers import assert_error
 from tests.labeling.conftest import seed_ready_prompts
 from trainer.client import ClaimedJob
-from trainer.ppo import PPOConfig
+from trainer.ppo_config import PPOConfig
 from trainer.ppo_job import ppo_config, truncation_notice
 
 

@@ -175,7 +175,7 @@ def save_tiny_reward_model(directory: Path, *, seed: int = 0) -> Path:
     """The tiny BERT with a seeded one-output classification head, saved as a reward-model directory."""
     import torch
 
-    from trainer.reward import load_reward_model
+    from trainer.reward_model import load_reward_model
 
     bert_dir = save_tiny_bert(directory / "bert", seed=seed)
     torch.manual_seed(seed)

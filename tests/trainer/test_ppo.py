@@ -11,16 +11,16 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
-from trainer.ppo import (  # noqa: E402
+from trainer.ppo import train_ppo  # noqa: E402
+from trainer.ppo_config import PPOConfig  # noqa: E402
+from trainer.ppo_core import (  # noqa: E402
     AdaptiveKLController,
     FixedKLController,
-    PPOConfig,
     apply_missing_eos_penalty,
     compute_gae,
     compute_rewards,
     kl_horizon_for,
     ppo_losses,
-    train_ppo,
     whiten,
 )
 
@@ -348,7 +348,7 @@ def test_best_snapshot_keeps_the_best_within_budget_and_restores_it():
 def test_value_model_starts_from_a_compatible_reward_model(tiny_model_dir, tiny_reward_model_dir, tmp_path):
     from transformers import AutoTokenizer, LlamaForSequenceClassification
 
-    from trainer.ppo import build_value_model
+    from trainer.ppo_models import build_value_model
 
     torch.manual_seed(0)
     rm = LlamaForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1, local_files_only=True)
@@ -397,7 +397,7 @@ def test_forward_logprobs_match_a_full_log_softmax(tiny_model_dir):
     """The fast path (logits for the completion only, logsumexp) equals the textbook computation."""
     from transformers import AutoModelForCausalLM
 
-    from trainer.ppo import forward_logprobs
+    from trainer.ppo_models import forward_logprobs
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, local_files_only=True).eval()
     torch.manual_seed(0)
@@ -419,7 +419,8 @@ def test_sampled_logprobs_match_a_forward_over_the_completion(tiny_policy):
     """The rollout's log-probs and entropies, taken from ``generate``'s logits, equal a fresh forward over
     prompt + completion (left padding, rows that stop early) to float rounding: the rollout may skip that
     forward without changing the PPO ratio."""
-    from trainer.ppo import PPOConfig, forward_logprobs, sample
+    from trainer.ppo_models import forward_logprobs
+    from trainer.ppo_rollout import sample
 
     tokenizer, model = tiny_policy.tokenizer, tiny_policy.model.eval()
     prompts = [tokenizer("hello there", add_special_tokens=False)["input_ids"], [7, 8, 9, 10, 11, 12, 13]]

@@ -19,17 +19,11 @@ pytest.importorskip("accelerate")
 import torch.nn.functional as F  # noqa: E402
 
 from trainer.data import PreferencePair  # noqa: E402
-from trainer.reward import (  # noqa: E402
-    RewardConfig,
-    bradley_terry_loss,
-    collate,
-    encode_rankings,
-    load_reward_model,
-    rewards_of,
-    score,
-    train_reward_model,
-)
+from trainer.reward import train_reward_model  # noqa: E402
+from trainer.reward_batches import bradley_terry_loss, collate, encode_rankings  # noqa: E402
+from trainer.reward_config import RewardConfig  # noqa: E402
 from trainer.reward_data import encode, group_rankings, split_by_prompt, truncate  # noqa: E402
+from trainer.reward_model import load_reward_model, rewards_of, score  # noqa: E402
 
 FILLER = ["the", "sea", "is", "blue", "and", "a", "cat", "sat", "on", "the", "mat"]
 
