@@ -17,8 +17,8 @@ import pytest
 
 pytest.importorskip("torch", reason="the worker needs the trainer extras")
 
+from tests.helpers import finish_training_job
 from tests.labeling.conftest import seed_ready_prompts
-from tests.models_registry.test_ppo_api import finish_training_job
 from tests.trainer.conftest import save_tiny_model, save_tiny_reward_model
 
 PREFLAB = [sys.executable, "-m", "app.cli"]

@@ -191,17 +191,7 @@ def _generate_batch(
             by_need[need].append(prompt)
     items, tokens = [], 0
     for need, group in by_need.items():
-        results = generate_completions(
-            policy,
-            [p["messages"] for p in group],
-            k=need,
-            temperature=config.temperature,
-            top_p=config.top_p,
-            max_new_tokens=config.max_new_tokens,
-            seed=seed,
-            on_step=on_step,
-            keep_partial=True,  # a prompt the model repeats itself on keeps its distinct completions
-        )
+        results = _generate(policy, group, need, config, seed, on_step)
         for prompt, completions in zip(group, results, strict=True):
             tokens += sum(c.num_tokens for c in completions)
             items.append(
@@ -213,6 +203,21 @@ def _generate_batch(
                 }
             )
     return items, tokens
+
+
+def _generate(policy, group: list[dict], k: int, config: GenerateConfig, seed: int, on_step) -> list:
+    """``k`` distinct completions of each prompt of ``group`` with the project's sampling settings."""
+    return generate_completions(
+        policy,
+        [p["messages"] for p in group],
+        k=k,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_new_tokens=config.max_new_tokens,
+        seed=seed,
+        on_step=on_step,
+        keep_partial=True,  # a prompt the model repeats itself on keeps its distinct completions
+    )
 
 
 def _generate_batch_per_model(
@@ -229,17 +234,7 @@ def _generate_batch_per_model(
         group = [p for p in prompts if all(c.get("model") != spec for c in p["completions"])]
         if not group:
             continue
-        results = generate_completions(
-            policy,
-            [p["messages"] for p in group],
-            k=1,
-            temperature=config.temperature,
-            top_p=config.top_p,
-            max_new_tokens=config.max_new_tokens,
-            seed=seed,
-            on_step=on_step,
-            keep_partial=True,  # a prompt the model repeats itself on keeps its distinct completions
-        )
+        results = _generate(policy, group, 1, config, seed, on_step)
         for prompt, row in zip(group, results, strict=True):
             if not row:  # only empty texts: nothing to store, the prompt stays pending
                 continue

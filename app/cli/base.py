@@ -32,6 +32,7 @@ def _engine(settings):
 def _session_scope(engine):
     from contextlib import contextmanager
 
+    import app.models  # noqa: F401 - every table mapped, so foreign keys resolve whatever a command imported
     from app.db import make_session_factory, session_scope
 
     return contextmanager(session_scope)(make_session_factory(engine))

@@ -2,7 +2,7 @@
 cancel. While a job is queued or running the card polls itself."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -112,44 +112,27 @@ def generate_form(
     )
 
 
-@router.post("/projects/{project_id}/jobs/{job_id}/retry")
-def retry_job_form(
+JOB_ACTIONS: dict[str, tuple[Callable[..., Job], str]] = {
+    "retry": (job_service.retry, "job_retried"),
+    "cancel": (job_service.cancel, "job_cancelled"),
+}
+
+
+@router.post("/projects/{project_id}/jobs/{job_id}/{action}")
+def job_action_form(
     request: Request,
     caller: CallerDep,
     _admin: AdminUser,
     project: ProjectDep,
     job: ProjectJobDep,
     session: SessionDep,
-):
-    return _job_action(request, caller, session, project, job_service.retry, job, notice="job_retried")
-
-
-@router.post("/projects/{project_id}/jobs/{job_id}/cancel")
-def cancel_job_form(
-    request: Request,
-    caller: CallerDep,
-    _admin: AdminUser,
-    project: ProjectDep,
-    job: ProjectJobDep,
-    session: SessionDep,
-):
-    return _job_action(request, caller, session, project, job_service.cancel, job, notice="job_cancelled")
-
-
-def _job_action(
-    request: Request,
-    caller: Caller,
-    session: Session,
-    project: Project,
-    action: Callable[..., Job],
-    job: Job,
-    *,
-    notice: str,
+    action: Literal["retry", "cancel"],
 ):
     """Retry or cancel: the service call, then the card (or the refusal, with nothing changed: the card
     for htmx, the whole project page without JavaScript)."""
+    act, notice = JOB_ACTIONS[action]
     try:
-        action(session, job=job)
+        act(session, job=job)
     except PrefLabError as error:
         raise _refused(request, error, project_id=project.id) from None
     return _after_job_action(request, caller, session, project, notice=notice)

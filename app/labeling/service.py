@@ -5,7 +5,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
-from sqlalchemy import ColumnElement, ScalarSelect, exists, func, insert, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, Select, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -100,25 +100,9 @@ def _candidate_prompts(
 ) -> list[tuple[Prompt, Project]]:
     """Prompts with a free slot this labeler may take, as of this statement (a concurrent request may
     take the slot before _try_assign gets there, which is why it counts again under the lock)."""
-    mine = exists().where(
-        Assignment.prompt_id == Prompt.id,
-        Assignment.labeler_id == labeler.id,
-        Assignment.status.in_(KEEPS_PROMPT_FROM_LABELER),
-    )
     query = (
-        select(Prompt, Project)
-        .join(Project, Project.id == Prompt.project_id)
-        .where(
-            Prompt.for_labeling(),
-            _completions_of(Prompt.id) >= Project.completions_per_prompt,
-            _slots_taken(Prompt.id) < Project.rankings_per_prompt,
-            ~mine,
-        )
-        .order_by(Prompt.id)
-        .limit(limit)
+        _open_to(select(Prompt, Project), labeler=labeler, project=project).order_by(Prompt.id).limit(limit)
     )
-    if project is not None:
-        query = query.where(Prompt.project_id == project.id)
     if exclude:
         query = query.where(Prompt.id.not_in(exclude))
     return [(row[0], row[1]) for row in session.execute(query)]
@@ -346,24 +330,23 @@ def labeler_progress(session: Session, *, labeler: User, project: Project | None
 
 
 def _count_available(session: Session, *, labeler: User, project: Project | None) -> int:
+    return session.scalar(_open_to(select(func.count(Prompt.id)), labeler=labeler, project=project)) or 0
+
+
+def _open_to(query: Select, *, labeler: User, project: Project | None) -> Select:
+    """The prompts with a free slot that this labeler may take (in `project`, or in any project)."""
     mine = exists().where(
         Assignment.prompt_id == Prompt.id,
         Assignment.labeler_id == labeler.id,
         Assignment.status.in_(KEEPS_PROMPT_FROM_LABELER),
     )
-    query = (
-        select(func.count(Prompt.id))
-        .join(Project, Project.id == Prompt.project_id)
-        .where(
-            Prompt.for_labeling(),
-            _completions_of(Prompt.id) >= Project.completions_per_prompt,
-            _slots_taken(Prompt.id) < Project.rankings_per_prompt,
-            ~mine,
-        )
+    query = query.join(Project, Project.id == Prompt.project_id).where(
+        Prompt.for_labeling(),
+        _completions_of(Prompt.id) >= Project.completions_per_prompt,
+        _slots_taken(Prompt.id) < Project.rankings_per_prompt,
+        ~mine,
     )
-    if project is not None:
-        query = query.where(Prompt.project_id == project.id)
-    return session.scalar(query) or 0
+    return query.where(Prompt.project_id == project.id) if project is not None else query
 
 
 def task_view(session: Session, assignment: Assignment) -> dict:

@@ -7,9 +7,8 @@ import json
 from sqlalchemy import select
 
 from app.prompts.models import Prompt
-from tests.api.test_prompts import CSV, JSONL, upload
 from tests.conftest import create_project
-from tests.helpers import assert_error
+from tests.helpers import CSV, JSONL, assert_error, upload
 from tests.jobs.test_worker_protocol import CLAIM, queue
 from tests.labeling.conftest import seed_ready_prompts
 

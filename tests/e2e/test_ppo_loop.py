@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("torch", reason="the trainer extras (torch, transformers) are not installed")
 
 from tests.conftest import create_project
+from tests.helpers import finish_training_job
 from tests.labeling.conftest import seed_ready_prompts
-from tests.models_registry.test_ppo_api import finish_training_job
 from tests.trainer.conftest import save_tiny_model, save_tiny_reward_model
 from trainer.client import ApiClient
 from trainer.worker import Worker

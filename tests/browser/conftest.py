@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.web.chromium import launch
+from tests.browser.chromium import launch
 
 
 @pytest.fixture(scope="session")

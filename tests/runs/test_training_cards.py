@@ -84,8 +84,8 @@ def test_bad_form_and_roles(client, admin, make_account) -> None:
 
 
 def test_ppo_from_the_project_page_to_generating_with_the_new_policy(client, admin, make_account) -> None:
+    from tests.helpers import registered_reward_model
     from tests.labeling.conftest import seed_ready_prompts
-    from tests.models_registry.test_ppo_api import registered_reward_model
 
     worker = make_account("worker")
     project = create_project(client, admin)
@@ -169,8 +169,8 @@ def test_ppo_from_the_project_page_to_generating_with_the_new_policy(client, adm
 def test_the_ppo_card_warns_about_a_reward_model_at_chance_and_starts_only_when_forced(
     client, admin, make_account
 ) -> None:
+    from tests.helpers import AT_CHANCE, registered_reward_model
     from tests.labeling.conftest import seed_ready_prompts
-    from tests.models_registry.test_ppo_api import AT_CHANCE, registered_reward_model
 
     worker = make_account("worker")
     project = create_project(client, admin)
@@ -216,8 +216,8 @@ def test_training_forms_show_and_send_the_api_defaults(client, admin, make_accou
     shown queues the same config as an API request that leaves every field out."""
     from app.runs.ppo.schemas import PPOTrainRequest
     from app.runs.reward.schemas import RewardTrainRequest
+    from tests.helpers import registered_reward_model
     from tests.labeling.conftest import seed_ready_prompts
-    from tests.models_registry.test_ppo_api import registered_reward_model
 
     worker = make_account("worker")
     project = create_project(client, admin)

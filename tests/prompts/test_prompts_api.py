@@ -6,25 +6,12 @@ import json
 import pytest
 
 from tests.conftest import create_project
-from tests.helpers import assert_error
-
-JSONL = {"Content-Type": "application/x-ndjson"}
-CSV = {"Content-Type": "text/csv"}
+from tests.helpers import CSV, JSONL, assert_error, upload
 
 
 @pytest.fixture
 def project(client, admin) -> dict:
     return create_project(client, admin, completions_per_prompt=2)
-
-
-def upload(client, admin, project, body: bytes | str, headers: dict, **params):
-    data = body.encode() if isinstance(body, str) else body
-    return client.post(
-        f"/api/v1/projects/{project['id']}/prompts",
-        content=data,
-        headers={**admin.headers, **headers},
-        params=params,
-    )
 
 
 def prompts_of(client, admin, project, **params) -> list[dict]:

@@ -7,7 +7,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from tests.conftest import CSRF_INPUT, app_on
-from tests.web.test_pages import post_login
+from tests.helpers import post_login
 
 
 def client_at(app, address: str) -> TestClient:

@@ -7,39 +7,11 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import create_project
-from tests.helpers import assert_error
+from tests.helpers import AT_CHANCE, assert_error, finish_training_job, registered_reward_model
 from tests.labeling.conftest import seed_ready_prompts
 from trainer.client import ClaimedJob
 from trainer.ppo_config import PPOConfig
 from trainer.ppo_job import ppo_config, truncation_notice
-
-
-def finish_training_job(client, worker, kind: str, job_id: int, metrics: dict | None = None) -> dict:
-    """Play the worker's part of a training job: claim it and complete it with its artifact path."""
-    claimed = client.post(
-        "/api/v1/worker/claim", json={"kinds": [kind], "worker": "test"}, headers=worker.headers
-    ).json()
-    assert claimed["id"] == job_id, claimed
-    done = {"attempt": claimed["attempts"], "artifact": f"{kind}/job-{job_id}", "metrics": metrics or {}}
-    finished = client.post(f"/api/v1/jobs/{job_id}/complete", json=done, headers=worker.headers).json()
-    assert finished["status"] == "succeeded", finished
-    return finished
-
-
-# What a worker reports for a reward model that learned: held-out accuracy with its 95% interval above 0.5
-LEARNED = {
-    "accuracy/eval": 0.8,
-    "accuracy/eval_low": 0.7,
-    "accuracy/eval_high": 0.88,
-    "eval/pairs": 120.0,
-    "eval/prompts": 20.0,
-}
-AT_CHANCE = LEARNED | {"accuracy/eval": 0.55, "accuracy/eval_low": 0.41, "accuracy/eval_high": 0.68}
-
-
-def registered_reward_model(client, admin, worker, project_id: int, metrics: dict = LEARNED) -> int:
-    queued = client.post(f"/api/v1/projects/{project_id}/train/reward", json={}, headers=admin.headers)
-    return finish_training_job(client, worker, "reward", queued.json()["job_id"], metrics)["model_id"]
 
 
 def test_bad_ppo_requests_are_422_and_queue_nothing(client, admin, make_account) -> None:

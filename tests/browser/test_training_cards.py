@@ -5,10 +5,10 @@ the run ends, and its "Generate with it" button makes the new policy the project
 Needs Playwright's Python package and a system Chromium at /usr/bin/chromium (never downloaded).
 """
 
+from tests.browser.chromium import logged_in, needs_chromium
 from tests.conftest import create_project
+from tests.helpers import registered_reward_model
 from tests.labeling.conftest import seed_ready_prompts
-from tests.models_registry.test_ppo_api import registered_reward_model
-from tests.web.chromium import logged_in, needs_chromium
 
 pytestmark = needs_chromium
 

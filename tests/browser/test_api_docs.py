@@ -7,7 +7,7 @@ Needs Playwright's Python package and a system Chromium at /usr/bin/chromium (ne
 
 from urllib.parse import urlsplit
 
-from tests.web.chromium import TIMEOUT_MS, needs_chromium
+from tests.browser.chromium import TIMEOUT_MS, needs_chromium
 
 pytestmark = needs_chromium
 

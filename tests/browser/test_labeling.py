@@ -11,9 +11,9 @@ from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from app.labeling.models import Comparison, Ranking
+from tests.browser.chromium import logged_in, needs_chromium
 from tests.conftest import Account, create_project
 from tests.labeling.conftest import seed_ready_prompts
-from tests.web.chromium import logged_in, needs_chromium
 
 pytestmark = needs_chromium
 
