@@ -162,3 +162,22 @@ def assert_inert(tags: list[tuple[str, dict[str, str | None]]]) -> None:
             assert not name.startswith("on"), f"<{tag} {name}=...> survived"
             if name in {"href", "src"}:
                 assert not (value or "").strip().lower().startswith(("javascript:", "data:", "vbscript:"))
+
+
+# --- the app's routes ---
+
+
+def app_routes(app) -> list[tuple[str, str]]:
+    """Every (method, path) the app serves, API and pages, with the prefixes routers were included at.
+    FastAPI 0.165 keeps included routers as `_IncludedRouter` objects; older versions flatten them."""
+    found: list[tuple[str, str]] = []
+
+    def walk(routes, prefix: str) -> None:
+        for route in routes:
+            if hasattr(route, "original_router"):  # an included router
+                walk(route.original_router.routes, prefix + route.include_context.prefix)
+            elif getattr(route, "methods", None) and hasattr(route, "endpoint"):
+                found.extend((method, prefix + route.path) for method in route.methods if method != "HEAD")
+
+    walk(app.router.routes, "")
+    return found

@@ -2,7 +2,6 @@
 
 import pytest
 
-from tests.conftest import create_project
 from tests.helpers import assert_error
 
 ROLES = ["admin", "labeler", "researcher", "worker"]
@@ -71,47 +70,7 @@ def test_token_for_unknown_user_is_404(client, admin) -> None:
     assert_error(client.post("/api/v1/users/999/tokens", headers=admin.headers), 404, "user_not_found")
 
 
-# (method, path, body, roles allowed besides admin)
-ROUTES = [
-    ("POST", "/api/v1/users", {"username": "zed", "password": "long enough pw", "role": "labeler"}, set()),
-    ("GET", "/api/v1/users", None, set()),
-    ("POST", "/api/v1/users/1/tokens", None, set()),
-    ("POST", "/api/v1/projects", {"name": "p"}, set()),
-    ("PATCH", "/api/v1/projects/{pid}", {"rankings_per_prompt": 2}, set()),
-    ("POST", "/api/v1/projects/{pid}/prompts", None, set()),
-    ("POST", "/api/v1/projects/{pid}/generate", None, set()),
-    ("GET", "/api/v1/projects/{pid}/jobs", None, set()),
-    ("GET", "/api/v1/projects/{pid}/prompts", None, {"worker"}),
-    ("GET", "/api/v1/projects", None, {"researcher"}),
-    ("GET", "/api/v1/projects/{pid}", None, {"researcher"}),
-    ("GET", "/api/v1/projects/{pid}/instructions", None, {"researcher"}),
-    ("GET", "/api/v1/tasks/next", None, {"labeler"}),
-    ("POST", "/api/v1/worker/claim", {"kinds": ["generate"], "worker": "w"}, {"worker"}),
-]
-
-
-@pytest.mark.parametrize("role", ["labeler", "researcher", "worker"])
-def test_each_role_is_checked_on_every_route(client, admin, make_account, role) -> None:
-    pid = create_project(client, admin)["id"]
-    account = make_account(role)
-    for method, path, body, allowed in ROUTES:
-        response = client.request(method, path.format(pid=pid), json=body, headers=account.headers)
-        if role in allowed:
-            assert response.status_code < 400, (role, path, response.text)
-        else:
-            assert_error(response, 403, "wrong_role")
-
-
-def test_labeler_only_routes_refuse_admin(client, admin) -> None:
-    assert_error(client.get("/api/v1/tasks/next", headers=admin.headers), 403, "wrong_role")
-    body = {"kinds": ["generate"], "worker": "w"}
-    assert_error(client.post("/api/v1/worker/claim", json=body, headers=admin.headers), 403)
-
-
-def test_anonymous_is_401_everywhere(client, admin) -> None:
-    pid = create_project(client, admin)["id"]
-    for method, path, body, _ in ROUTES:
-        assert_error(client.request(method, path.format(pid=pid), json=body), 401)
+# Every route's roles, and 401 without credentials: tests/auth/test_roles.py.
 
 
 def test_unknown_route_uses_error_shape(client, admin) -> None:
