@@ -133,7 +133,12 @@ def train_ppo(
     models = Models(config, accelerator, policy, reference, scorer, loaded, interrupt)
 
     kl_ctl = (
-        AdaptiveKLController(config.kl_coef, config.target_kl, kl_horizon_for(config))
+        AdaptiveKLController(
+            config.kl_coef,
+            config.target_kl,
+            kl_horizon_for(config),
+            floor=config.kl_coef if config.min_kl_coef is None else config.min_kl_coef,
+        )
         if config.target_kl is not None
         else FixedKLController(config.kl_coef)
     )

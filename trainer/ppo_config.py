@@ -49,6 +49,9 @@ class PPOConfig:
     """Initial beta, the weight of the per-token KL penalty."""
     target_kl: float | None = 6.0
     """Target KL (nats per completion) for the adaptive controller; None keeps beta fixed at ``kl_coef``."""
+    min_kl_coef: float | None = None
+    """The adaptive controller never lowers beta below this; None: ``kl_coef`` (anti-windup, see
+    ``AdaptiveKLController``); 0: the plain controller of Ziegler et al."""
     kl_horizon: int | None = None
     """Horizon of the adaptive controller (Ziegler et al.): larger = slower beta changes. None: a tenth
     of the run's completions (see :func:`kl_horizon_for`), so beta can move about sevenfold in one run;

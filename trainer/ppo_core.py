@@ -105,26 +105,34 @@ class FixedKLController:
 
 
 def kl_horizon_for(config: PPOConfig) -> int:
-    """The adaptive controller's horizon: the configured one, else a tenth of the run's completions.
+    """The adaptive controller's horizon: the configured one, else a twentieth of the run's completions.
 
     beta changes by a factor ``1 + e * batch / horizon`` per step with ``|e| <= 0.2``; over a run of
-    ``steps * batch`` completions and this horizon, that compounds to at most ``e^2``: about 7x.
+    ``steps * batch`` completions and this horizon, that compounds to at most ``e^4`` (about 55x), and
+    beta can double in about 7 steps once the KL passes its target. At a tenth (``e^2``, doubling in 11
+    steps) the KL of a default run on the bundled policy rose past its target faster than beta followed
+    (docs/benchmarks.md, issue 12, fourth measurement).
     """
     if config.kl_horizon is not None:
         return config.kl_horizon
-    return max(config.batch_size, config.steps * config.batch_size // 10)
+    return max(config.batch_size, config.steps * config.batch_size // 20)
 
 
 class AdaptiveKLController:
-    """Ziegler et al. 2019: ``e = clip(KL / target - 1, -0.2, 0.2)``; ``beta *= 1 + e * n_steps / horizon``.
+    """Ziegler et al. 2019: ``e = clip(KL / target - 1, -0.2, 0.2)``; ``beta *= 1 + e * n_steps / horizon``,
+    never below ``floor``.
 
-    ``KL`` is the batch's mean KL per completion, ``n_steps`` the completions it was measured on."""
+    ``KL`` is the batch's mean KL per completion, ``n_steps`` the completions it was measured on. The
+    floor is anti-windup: a run starts at KL 0, below any target, so the plain controller lowers beta
+    through the first steps (to about half in a default run) and the KL then overshoots before beta
+    climbs back; with ``floor`` = the initial beta the controller only tightens."""
 
-    def __init__(self, init_kl_coef: float, target: float, horizon: int) -> None:
+    def __init__(self, init_kl_coef: float, target: float, horizon: int, floor: float = 0.0) -> None:
         self.value = init_kl_coef
         self.target = target
         self.horizon = horizon
+        self.floor = floor
 
     def update(self, current_kl: float, n_steps: int) -> None:
         proportional_error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
-        self.value *= 1.0 + proportional_error * n_steps / self.horizon
+        self.value = max(self.floor, self.value * (1.0 + proportional_error * n_steps / self.horizon))

@@ -49,6 +49,7 @@ def ppo_config(ctx: Any, job: ClaimedJob) -> PPOConfig:
         whiten_rewards=bool(c.get("whiten_rewards", False)),
         # null or absent (jobs queued before it was settable): follows the run's length
         kl_horizon=int(c["kl_horizon"]) if c.get("kl_horizon") is not None else None,
+        min_kl_coef=float(c["min_kl_coef"]) if c.get("min_kl_coef") is not None else None,
         **optional,
     )
 

@@ -39,8 +39,15 @@ class PPOTrainRequest(BaseModel):
         ge=1,
         le=10_000_000,
         description="Completions over which the adaptive beta moves by at most 20%: smaller reacts faster; "
-        "null: a tenth of the run's completions (steps x batch_size / 10, at least one batch), so beta can "
-        "move about sevenfold within the run and a default run can be held to its target KL",
+        "null: a twentieth of the run's completions (steps x batch_size / 20, at least one batch), so beta "
+        "can double in about 7 steps once the KL passes its target",
+    )
+    min_kl_coef: float | None = Field(
+        None,
+        ge=0,
+        le=10,
+        description="The adaptive beta never falls below this; null: kl_coef (a run starts at KL 0, below "
+        "its target: lowering beta then only makes the KL overshoot later); 0: the plain controller",
     )
     temperature: float | None = Field(
         None, gt=0, le=2.0, description="Sampling temperature; null: the project's"
