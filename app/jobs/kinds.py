@@ -40,6 +40,8 @@ class Kind:
     """What the card needs besides the project page's own context: `card_context(session, project)`."""
     card_order: int = 100
     """Cards are shown in this order, lowest first."""
+    run_notes: str | None = None
+    """Template of what the run page says about a run of this kind besides its curves (context: job)."""
 
 
 _KINDS: dict[str, Kind] = {}

@@ -29,6 +29,7 @@ def run_page(request: Request, caller: CallerDep, _reader: ProjectReader, job: J
     samples = next((e.metrics for e in reversed(events) if isinstance(e.metrics.get("samples"), list)), None)
     model = registry.get_model(session, job.model_id) if job.model_id else None
     project = projects.get_project(session, job.project_id) if job.project_id else None
+    kind = kinds.get(job.kind)
     template = "runs/_run_fragment.html" if is_htmx(request) else "runs/page.html"
     return render(
         request,
@@ -41,4 +42,6 @@ def run_page(request: Request, caller: CallerDep, _reader: ProjectReader, job: J
         model=model,
         project=project,
         active=job.status not in FINISHED,
+        kind_title=kind.title if kind else job.kind,
+        run_notes=kind.run_notes if kind else None,
     )

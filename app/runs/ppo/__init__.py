@@ -24,5 +24,6 @@ KIND = register(
         card="runs/ppo/_card.html",
         card_context=service.card_context,
         card_order=20,
+        run_notes="runs/ppo/_run_notes.html",
     )
 )
