@@ -101,6 +101,20 @@ def defaults_of(schema: type[BaseModel]) -> dict[str, object]:
     return {name: info.default for name, info in schema.model_fields.items()}
 
 
+def limits_of(schema: type[BaseModel]) -> dict[str, dict[str, object]]:
+    """A request schema's numeric limits (``ge``/``gt``, ``le``/``lt``) as the ``min``/``max`` of its
+    form's number fields, so the browser's own check says what the API would."""
+    limits: dict[str, dict[str, object]] = {}
+    for name, info in schema.model_fields.items():
+        bounds: dict[str, object] = {}
+        for rule in info.metadata:
+            for attribute, bound in (("ge", "min"), ("gt", "min"), ("le", "max"), ("lt", "max")):
+                if getattr(rule, attribute, None) is not None:
+                    bounds[bound] = getattr(rule, attribute)
+        limits[name] = bounds
+    return limits
+
+
 PageContext = Callable[..., dict[str, Any]]
 _PAGES: dict[str, PageContext] = {}
 

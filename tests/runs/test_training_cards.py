@@ -106,8 +106,8 @@ def test_ppo_from_the_project_page_to_generating_with_the_new_policy(client, adm
     bad = client.post(f"/projects/{project['id']}/train/ppo", data={**form, "minibatch_size": "3"})
     assert bad.status_code == 422 and "minibatch_size" in bad.text
     assert 'id="ppo-error"' in bad.text
-    assert 'name="minibatch_size" type="number" min="1" value="3"' in bad.text
-    assert 'name="kl_horizon" type="number" min="1" value="200"' in bad.text
+    assert 'name="minibatch_size" type="number" min="1" max="4096" value="3"' in bad.text
+    assert 'name="kl_horizon" type="number" min="1" max="10000000" value="200"' in bad.text
     assert f'<option value="{reward_id}" selected>' in bad.text
     assert (
         client.post(
@@ -195,8 +195,8 @@ def test_the_ppo_card_warns_about_a_reward_model_at_chance_and_starts_only_when_
     assert "not better than chance" in models and "0.550 [0.41, 0.68]" in models
 
 
-def _card_inputs(html: str, action: str) -> dict[str, str]:
-    """The named text/number inputs of the form posting to `action`, with the values they show."""
+def _card_inputs(html: str, action: str, attribute: str = "value") -> dict[str, str]:
+    """The named text/number inputs of the form posting to `action`, with the `attribute` they show."""
     import re
 
     form = html[html.index(f'action="{action}"') :]
@@ -206,9 +206,33 @@ def _card_inputs(html: str, action: str) -> dict[str, str]:
     for tag in inputs:
         name = re.search(r'name="([^"]+)"', tag)
         if name and 'type="hidden"' not in tag and 'type="checkbox"' not in tag:
-            value = re.search(r'value="([^"]*)"', tag)
+            if attribute != "value" and 'type="number"' not in tag:
+                continue  # limits are shown on number fields only
+            value = re.search(rf' {attribute}="([^"]*)"', tag)
             shown[name.group(1)] = value.group(1) if value else ""
     return shown
+
+
+def test_the_cards_number_fields_take_their_limits_from_the_request_schemas(
+    client, admin, make_account
+) -> None:
+    from app.exports.schemas import TrainingFilters
+    from app.forms import limits_of
+    from app.runs.ppo.schemas import PPOTrainRequest
+    from app.runs.reward.schemas import RewardTrainRequest
+    from tests.helpers import registered_reward_model
+
+    project = create_project(client, admin)
+    registered_reward_model(client, admin, make_account("worker"), project["id"])
+    browser_login(client, admin)
+    page = client.get(f"/projects/{project['id']}").text
+    for kind, schemas in (("reward", [RewardTrainRequest, TrainingFilters]), ("ppo", [PPOTrainRequest])):
+        limits = {name: bounds for schema in schemas for name, bounds in limits_of(schema).items()}
+        action = f"/projects/{project['id']}/train/{kind}"
+        for bound in ("min", "max"):
+            for name, shown in _card_inputs(page, action, bound).items():
+                assert shown == str(limits[name].get(bound, "")), (kind, name, bound)
+    assert 'name="epochs" type="number" min="1" max="50"' in page
 
 
 def test_training_forms_show_and_send_the_api_defaults(client, admin, make_account) -> None:

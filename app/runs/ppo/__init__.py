@@ -1,12 +1,13 @@
 """PPO: the policy fine-tuned against a reward model, with a KL penalty to a frozen reference."""
 
-from app.forms import defaults_of
+from app.forms import defaults_of, limits_of
 from app.jobs.kinds import Kind, register
 from app.runs.ppo import pages, router, service
 from app.runs.ppo.schemas import PPOTrainRequest
 from app.web import templates
 
 templates.env.globals["ppo_defaults"] = defaults_of(PPOTrainRequest)
+templates.env.globals["ppo_limits"] = limits_of(PPOTrainRequest)
 
 KIND = register(
     Kind(

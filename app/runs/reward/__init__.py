@@ -1,12 +1,14 @@
 """Reward models: a Bradley-Terry sequence classifier fitted on a project's comparisons."""
 
-from app.forms import defaults_of
+from app.exports.schemas import TrainingFilters
+from app.forms import defaults_of, limits_of
 from app.jobs.kinds import Kind, register
 from app.runs.reward import pages, router, service
 from app.runs.reward.schemas import RewardTrainRequest
 from app.web import templates
 
 templates.env.globals["reward_defaults"] = defaults_of(RewardTrainRequest)
+templates.env.globals["reward_limits"] = limits_of(RewardTrainRequest) | limits_of(TrainingFilters)
 
 KIND = register(
     Kind(
