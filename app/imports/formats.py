@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import IO, Any
 
+from app.labeling.expansion import check_tiers
 from app.prompts.importer import LineError, Problems, decoded_lines, jsonl_records
 from app.prompts.schemas import MAX_TEXT  # characters in one message or completion, as for prompt uploads
 
@@ -295,21 +296,10 @@ def parse_ranking(row: dict[str, Any]) -> tuple[list[Message], list[str], list[l
         if any(not isinstance(i, int) or isinstance(i, bool) for i in tier):
             raise RowError(f'"ranking[{t}]" must hold integers (indexes into "completions")')
         tiers.append(list(tier))
-    listed = [i for tier in tiers for i in tier]
-    out_of_range = sorted({i for i in listed if not 0 <= i < len(completions)})
-    repeated = sorted({i for i in listed if listed.count(i) > 1})
-    missing = sorted(set(range(len(completions))) - set(listed))
-    if out_of_range or repeated or missing:
-        problems = []
-        if out_of_range:
-            problems.append(f"indexes out of range {out_of_range}")
-        if repeated:
-            problems.append(f"repeated indexes {repeated}")
-        if missing:
-            problems.append(f"missing indexes {missing}")
+    if check := check_tiers(tiers, range(len(completions))):
         raise RowError(
             f'"ranking" must list every completion index 0..{len(completions) - 1} exactly once: '
-            + "; ".join(problems)
+            + check.problems(unknown="indexes out of range", noun="indexes")
         )
     if len(tiers) < 2:
         raise RowError('"ranking" has one tier: all completions are tied, so there is no preference')

@@ -1,7 +1,6 @@
 """Handing out tasks, storing rankings, and expanding them into comparisons. No HTTP types here."""
 
 import random
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
@@ -13,7 +12,7 @@ from app.auth.models import User
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.ids import parse_id
-from app.labeling.expansion import expand_tiers
+from app.labeling.expansion import check_tiers, expand_tiers
 from app.labeling.models import Assignment, AssignmentStatus, Comparison, Ranking
 from app.labeling.schemas import LabelerProgress, RankingIn
 from app.projects.models import InstructionVersion, Project
@@ -226,24 +225,17 @@ def validate_ranking(body: RankingIn, *, shown: list[int], allowed_flags: list[s
             "ranking: a tier is empty; every tier needs at least one completion.",
             details={"field": "ranking"},
         )
-    listed = [cid for tier in body.ranking for cid in tier]
-    counts = Counter(listed)
-    repeated = sorted(cid for cid, n in counts.items() if n > 1)
-    unknown = sorted(set(listed) - set(shown))
-    missing = sorted(set(shown) - set(listed))
-    if repeated or unknown or missing:
-        problems = []
-        if repeated:
-            problems.append(f"repeated ids {repeated}")
-        if unknown:
-            problems.append(f"ids not in this assignment {unknown}")
-        if missing:
-            problems.append(f"missing ids {missing}")
+    if check := check_tiers(body.ranking, shown):
         raise InvalidInput(
             "ranking: every completion of the assignment must appear exactly once; "
-            + "; ".join(problems)
+            + check.problems(unknown="ids not in this assignment", noun="ids")
             + ".",
-            details={"field": "ranking", "repeated": repeated, "unknown": unknown, "missing": missing},
+            details={
+                "field": "ranking",
+                "repeated": check.repeated,
+                "unknown": check.unknown,
+                "missing": check.missing,
+            },
         )
     for key, names in body.flags.items():
         if parse_id(key) not in set(shown):  # strict: "042" would dodge exclude_flags, which looks up "42"
