@@ -1,5 +1,6 @@
 """One place for configuration: every setting is an environment variable prefixed `PREFLAB_`."""
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +19,13 @@ class Settings(BaseSettings):
 
     dev: bool = Field(False, description="Dev mode: allows the built-in secret key and plain-HTTP cookies.")
     data_dir: Path = Field(Path("data"), description="Holds the SQLite file, artefacts and model caches.")
+    model_dirs: str = Field(
+        "",
+        description="Directories, separated by ',' (or the OS path separator), inside which admins may name "
+        "a local Hugging Face model directory: a project's generation model, a reward backbone, a model "
+        "imported as a version (POST /models/import). Empty: none; the bundled models and trained versions "
+        "need no path",
+    )
     database_url: str | None = Field(None, description="SQLAlchemy URL; default is SQLite in data_dir.")
     secret_key: str = Field(DEV_SECRET_KEY, description="Signs CSRF tokens. Required outside dev mode.")
 
@@ -59,6 +67,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return normalise_database_url(self.database_url)
         return f"sqlite:///{(self.data_dir / 'preflab.sqlite3').resolve()}"
+
+    @property
+    def allowed_model_dirs(self) -> list[Path]:
+        parts = self.model_dirs.replace(os.pathsep, ",").split(",")
+        return [Path(part.strip()).expanduser().resolve() for part in parts if part.strip()]
 
     @property
     def secure_cookies(self) -> bool:

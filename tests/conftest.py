@@ -105,12 +105,14 @@ def db(engine: Engine) -> Iterator[Session]:
 
 
 @pytest.fixture
-def settings(engine: Engine, tmp_path: Path) -> Settings:
+def settings(engine: Engine, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
         dev=True,
         database_url=engine.url.render_as_string(hide_password=False),
         data_dir=tmp_path / "data",
         max_upload_mb=1,
+        # the tiny models tests build live in pytest's temporary directories
+        model_dirs=str(tmp_path_factory.getbasetemp()),
     )
 
 

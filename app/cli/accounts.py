@@ -71,7 +71,9 @@ def demo() -> None:
         if project is not None:
             from app.runs.generation.service import queue_generation
 
-            queue_generation(session, project=project, created_by_id=None)
+            queue_generation(
+                session, project=project, created_by_id=None, model_dirs=settings.allowed_model_dirs
+            )
             typer.echo(f"Queued generation of the demo project's completions (project {project.id}).")
     credentials = settings.data_dir / "demo-credentials.txt"
     _remember_new_passwords(credentials, accounts)

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from app.dashboard.prompt_table import prompt_table
-from app.dependencies import AdminUser, Caller, CallerDep, SessionDep
+from app.dependencies import AdminUser, Caller, CallerDep, SessionDep, SettingsDep
 from app.errors import PrefLabError
 from app.forms import FormRefused, page_context
 from app.jobs import service as job_service
@@ -104,9 +104,16 @@ def jobs_fragment(
 
 @router.post("/projects/{project_id}/generate")
 def generate_form(
-    request: Request, caller: CallerDep, admin: AdminUser, project: ProjectDep, session: SessionDep
+    request: Request,
+    caller: CallerDep,
+    admin: AdminUser,
+    project: ProjectDep,
+    session: SessionDep,
+    settings: SettingsDep,
 ):
-    _, queued = queue_generation(session, project=project, created_by_id=admin.id)
+    _, queued = queue_generation(
+        session, project=project, created_by_id=admin.id, model_dirs=settings.allowed_model_dirs
+    )
     return _after_job_action(
         request, caller, session, project, notice="generation_queued" if queued else "generation_active"
     )

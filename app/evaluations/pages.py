@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
-from app.dependencies import AdminUser, CallerDep, ProjectReader, SessionDep
+from app.dependencies import AdminUser, CallerDep, ProjectReader, SessionDep, SettingsDep
 from app.errors import PrefLabError
 from app.evaluations import service
 from app.evaluations.models import EvaluationRound
@@ -103,11 +103,14 @@ def start_round_form(
     admin: AdminUser,
     project: ProjectDep,
     session: SessionDep,
+    settings: SettingsDep,
     form: Annotated[RoundForm, Form()],
 ):
     try:
         body = EvaluationCreate.model_validate(form.payload())
-        round_ = service.create_round(session, project=project, request=body, author=admin)
+        round_ = service.create_round(
+            session, project=project, request=body, author=admin, model_dirs=settings.allowed_model_dirs
+        )
     except (ValidationError, PrefLabError) as error:
         raise _refused(request, project.id, form, as_domain_error(error)) from None
     if is_htmx(request):
@@ -150,6 +153,10 @@ def round_page(
 
 
 @router.post("/evaluations/{evaluation_id}/generate")
-def generate_form(caller: CallerDep, admin: AdminUser, round_: RoundDep, session: SessionDep):
-    service.queue_round_generation(session, round_=round_, created_by_id=admin.id)
+def generate_form(
+    caller: CallerDep, admin: AdminUser, round_: RoundDep, session: SessionDep, settings: SettingsDep
+):
+    service.queue_round_generation(
+        session, round_=round_, created_by_id=admin.id, model_dirs=settings.allowed_model_dirs
+    )
     return redirect(f"/evaluations/{round_.id}?notice=generation_queued")

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
 
-from app.dependencies import AdminUser, ProjectReader, SessionDep
+from app.dependencies import AdminUser, ProjectReader, SessionDep, SettingsDep
 from app.evaluations import service
 from app.evaluations.models import EvaluationRound
 from app.evaluations.schemas import EvaluationCreate, EvaluationOut
@@ -27,9 +27,13 @@ RoundDep = Annotated[EvaluationRound, Depends(valid_round_id)]
 @router.post(
     "/projects/{project_id}/evaluations", status_code=status.HTTP_202_ACCEPTED, response_model=EvaluationOut
 )
-def create_evaluation(admin: AdminUser, project: ProjectDep, body: EvaluationCreate, session: SessionDep):
+def create_evaluation(
+    admin: AdminUser, project: ProjectDep, body: EvaluationCreate, session: SessionDep, settings: SettingsDep
+):
     """Copy prompts into a new round and queue one completion per prompt from each model."""
-    round_ = service.create_round(session, project=project, request=body, author=admin)
+    round_ = service.create_round(
+        session, project=project, request=body, author=admin, model_dirs=settings.allowed_model_dirs
+    )
     return service.round_out(session, round_)
 
 
@@ -47,7 +51,9 @@ def get_evaluation(_reader: ProjectReader, round_: RoundDep, session: SessionDep
 @router.post(
     "/evaluations/{evaluation_id}/generate", status_code=status.HTTP_202_ACCEPTED, response_model=JobCreated
 )
-def generate_evaluation(admin: AdminUser, round_: RoundDep, session: SessionDep):
+def generate_evaluation(admin: AdminUser, round_: RoundDep, session: SessionDep, settings: SettingsDep):
     """Queue the round's generation again (fills what is missing), or return the job already active."""
-    job, _ = service.queue_round_generation(session, round_=round_, created_by_id=admin.id)
+    job, _ = service.queue_round_generation(
+        session, round_=round_, created_by_id=admin.id, model_dirs=settings.allowed_model_dirs
+    )
     return JobCreated(job_id=job.id)

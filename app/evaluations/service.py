@@ -9,7 +9,9 @@ says which completion model is the candidate and which the baseline.
 import math
 import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -42,7 +44,12 @@ FAILED = (JobStatus.failed.value, JobStatus.cancelled.value)
 
 
 def create_round(
-    session: Session, *, project: Project, request: EvaluationCreate, author: User | None
+    session: Session,
+    *,
+    project: Project,
+    request: EvaluationCreate,
+    author: User | None,
+    model_dirs: Sequence[Path] = (),
 ) -> EvaluationRound:
     """Check everything first (422, nothing written), then copy the prompts and queue the generation."""
     if round_of_project(session, project.id) is not None:
@@ -57,7 +64,7 @@ def create_round(
     baseline_value = (
         request.baseline if request.baseline is not None else starting_policy(candidate, candidate_job)
     )
-    baseline = registry.generation_model(session, baseline_value, field="baseline")
+    baseline = registry.generation_model(session, baseline_value, model_dirs=model_dirs, field="baseline")
     if baseline["model"] == f"model:{candidate.id}":
         raise InvalidInput(
             f"The baseline is the candidate itself (model {candidate.id}); name another baseline.",
@@ -108,12 +115,14 @@ def create_round(
     )
     session.add(round_)
     session.flush()
-    queue_round_generation(session, round_=round_, created_by_id=author.id if author else None)
+    queue_round_generation(
+        session, round_=round_, created_by_id=author.id if author else None, model_dirs=model_dirs
+    )
     return round_
 
 
 def queue_round_generation(
-    session: Session, *, round_: EvaluationRound, created_by_id: int | None
+    session: Session, *, round_: EvaluationRound, created_by_id: int | None, model_dirs: Sequence[Path] = ()
 ) -> tuple[Job, bool]:
     """Queue a job that gives every prompt of the round one completion from each model (or return the
     one already queued or running)."""
@@ -128,8 +137,8 @@ def queue_round_generation(
         "generation": {key: value for key, value in child.generation.items() if key != "model"},
         # One completion per model per prompt; each stored completion records which model wrote it.
         "models": [
-            registry.generation_model(session, round_.candidate, field="candidate"),
-            registry.generation_model(session, round_.baseline, field="baseline"),
+            registry.generation_model(session, round_.candidate, model_dirs=model_dirs, field="candidate"),
+            registry.generation_model(session, round_.baseline, model_dirs=model_dirs, field="baseline"),
         ],
         "evaluation_round": round_.id,
     }

@@ -2,14 +2,15 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, status
 
 from app.auth.models import Role, User
-from app.dependencies import SessionDep, require_roles
+from app.dependencies import AdminUser, SessionDep, SettingsDep, require_roles
 from app.ids import Id
 from app.models_registry import service
+from app.models_registry.importing import import_model
 from app.models_registry.models import ModelKind
-from app.models_registry.schemas import ModelOut
+from app.models_registry.schemas import ModelImport, ModelOut
 from app.pagination import Page
 
 router = APIRouter(tags=["models"])
@@ -27,3 +28,9 @@ def list_models(
 @router.get("/models/{model_id}", response_model=ModelOut)
 def get_model(_reader: ModelReader, model_id: Id, session: SessionDep):
     return service.get_model(session, model_id)
+
+
+@router.post("/models/import", status_code=status.HTTP_201_CREATED, response_model=ModelOut)
+def import_a_model(_admin: AdminUser, body: ModelImport, session: SessionDep, settings: SettingsDep):
+    """Register a Hugging Face model directory inside PREFLAB_MODEL_DIRS as a policy or reward version."""
+    return import_model(session, request=body, model_dirs=settings.allowed_model_dirs)

@@ -1,9 +1,9 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from app.models_registry.models import ModelKind
+from app.models_registry.models import ModelKind, ModelOrigin
 from app.models_registry.quality import chance_verdict, held_out
 
 
@@ -12,7 +12,14 @@ class ModelOut(BaseModel):
 
     id: int
     kind: ModelKind
-    artifact: str
+    name: str | None
+    origin: ModelOrigin = Field(description="trained by a job of this server, or imported from a directory")
+    artifact: str = Field(
+        description="Trained: its path under the artifact store; imported: the directory it came from"
+    )
+    reward_label: int | None = Field(
+        description="Imported classifiers with several outputs: the index of the label that is the reward"
+    )
     job_id: int | None
     project_id: int | None
     base_model: str
@@ -25,8 +32,8 @@ class ModelOut(BaseModel):
     )
     @property
     def better_than_chance(self) -> bool | None:
-        if self.kind != ModelKind.reward:
-            return None
+        if self.kind != ModelKind.reward or self.origin == ModelOrigin.imported:
+            return None  # an imported classifier was not measured on this server's preferences
         return chance_verdict(self.kind.value, self.metrics) is None
 
     @computed_field(description="Reward models: 'accuracy [low, high] on N pairs of M held-out prompts'")
@@ -34,3 +41,18 @@ class ModelOut(BaseModel):
     def held_out(self) -> str | None:
         figures = held_out(self.kind.value, self.metrics)
         return figures.describe() if figures else None
+
+
+class ModelImport(BaseModel):
+    """`POST /models/import`: register a Hugging Face model directory as a version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: ModelKind = Field(description="policy: a causal LM; reward: a sequence classifier")
+    path: str = Field(min_length=1, max_length=1000, description="A directory inside PREFLAB_MODEL_DIRS")
+    name: str | None = Field(None, min_length=1, max_length=200, description="Default: the directory's name")
+    reward_label: int | str | None = Field(
+        None,
+        description="A classifier with several outputs: the label (index or name) whose logit, less the "
+        "log-sum-exp of the others, is the reward; one output: leave it null (the logit is the reward)",
+    )

@@ -1,6 +1,7 @@
 """Model versions: the catalogue of policies and reward models that generation and training can use.
 No HTTP types here; the kinds of run that make versions live in app/runs/."""
 
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy import select
@@ -51,7 +52,7 @@ def policy_version(session: Session, model_id: int, *, field: str = "generation.
 
 
 def generation_model(
-    session: Session, model: str | int, *, field: str = "generation.model"
+    session: Session, model: str | int, *, model_dirs: Sequence[Path], field: str = "generation.model"
 ) -> dict[str, str]:
     """What a generation job needs to know about a model to generate with (422 naming `field` if unknown).
 
@@ -66,7 +67,10 @@ def generation_model(
         version = policy_version(session, model, field=field)
         return {"model": f"model:{version.id}", "model_artifact": version.artifact}
     require_local_model_dir(
-        model, field=field, alternatives="'default', a local model directory, or a model version id"
+        model,
+        model_dirs=model_dirs,
+        field=field,
+        alternatives="'default', a local model directory, or a model version id",
     )
     return {"model": model}
 
@@ -90,12 +94,47 @@ def get_model(session: Session, model_id: int) -> ModelVersion:
 
 
 def require_local_model_dir(
-    model: str, *, field: str, alternatives: str = "'default' or a local model directory"
+    model: str,
+    *,
+    model_dirs: Sequence[Path],
+    field: str,
+    alternatives: str = "'default' or a local model directory",
 ) -> None:
-    """'default', or a local Hugging Face model directory (422 naming `field` otherwise)."""
-    if model != "default" and not (Path(model).expanduser() / "config.json").is_file():
+    """'default', or a local Hugging Face model directory inside one the admin allowed (422 naming
+    `field` otherwise)."""
+    if model != "default":
+        local_model_dir(model, model_dirs=model_dirs, field=field, alternatives=alternatives)
+
+
+def local_model_dir(
+    path: str, *, model_dirs: Sequence[Path], field: str, alternatives: str = "a local model directory"
+) -> Path:
+    """The directory `path` names, resolved, if it lies inside one of `model_dirs` (PREFLAB_MODEL_DIRS)
+    and holds a Hugging Face model (config.json); 422 naming `field` otherwise. Whether a path outside
+    the allowed directories exists is never said."""
+    try:
+        resolved = Path(path).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):  # "~nobody", a name the OS cannot take
+        resolved = None
+    if resolved is None or not any(resolved.is_relative_to(root) for root in model_dirs):
+        allowed = ", ".join(str(root) for root in model_dirs) or "none are set"
         raise InvalidInput(
-            f"'{model}' is not a Hugging Face model directory (no config.json there); use {alternatives}.",
+            f"'{path}' is not inside a directory allowed for models (PREFLAB_MODEL_DIRS: {allowed}). Use "
+            f"{alternatives} inside one, or ask the server's operator to allow its directory.",
+            code="model_dir_not_allowed",
+            details={"field": field},
+        )
+    if not _is_file(resolved / "config.json"):
+        raise InvalidInput(
+            f"'{path}' is not a Hugging Face model directory (no config.json there); use {alternatives}.",
             code="unknown_model",
             details={"field": field},
         )
+    return resolved
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system, say: not a model directory either way
+        return False

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
-from app.dependencies import AdminUser, Caller, CallerDep, ProjectReader, SessionDep
+from app.dependencies import AdminUser, Caller, CallerDep, ProjectReader, SessionDep, SettingsDep
 from app.errors import InvalidInput, PrefLabError
 from app.forms import FormErrors, FormRefused, form_errors
 from app.ids import parse_id
@@ -176,11 +176,18 @@ def new_project_page(request: Request, caller: CallerDep, _admin: AdminUser):
 
 @router.post("/projects/new")
 def create_project_form(
-    request: Request, caller: CallerDep, admin: AdminUser, session: SessionDep, form: ProjectFormDep
+    request: Request,
+    caller: CallerDep,
+    admin: AdminUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    form: ProjectFormDep,
 ):
     try:
         data = ProjectCreate.model_validate(form.payload())
-        project = service.create_project(session, data=data, author=admin)
+        project = service.create_project(
+            session, data=data, author=admin, model_dirs=settings.allowed_model_dirs
+        )
     except (ValidationError, PrefLabError) as error:
         raise _refused(error, form=form, project_id=None) from None
     return redirect(f"/projects/{project.id}?notice=created")
@@ -211,11 +218,14 @@ def update_project_form(
     admin: AdminUser,
     project: ProjectDep,
     session: SessionDep,
+    settings: SettingsDep,
     form: ProjectFormDep,
 ):
     try:
         changes = ProjectUpdate.model_validate(form.payload())
-        service.update_project(session, project=project, changes=changes, author=admin)
+        service.update_project(
+            session, project=project, changes=changes, author=admin, model_dirs=settings.allowed_model_dirs
+        )
     except (ValidationError, PrefLabError) as error:
         raise _refused(error, form=form, project_id=project.id) from None
     return redirect(f"/projects/{project.id}?notice=saved")
@@ -245,7 +255,11 @@ def instructions_version_page(
 
 @router.post("/projects/{project_id}/generation-model")
 def use_for_generation(
-    admin: AdminUser, project: ProjectDep, session: SessionDep, model_id: Annotated[int, Form()]
+    admin: AdminUser,
+    project: ProjectDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    model_id: Annotated[int, Form()],
 ):
     """Close the loop: the project's next completions come from this policy version (a refusal, such as
     an id that is not a policy, is the error page with its status, and changes nothing)."""

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, status
 from sqlalchemy.orm import Session
 
-from app.dependencies import AdminUser, ProjectReader, SessionDep
+from app.dependencies import AdminUser, ProjectReader, SessionDep, SettingsDep
 from app.pagination import Page
 from app.projects import service
 from app.projects.dependencies import ProjectDep
@@ -41,8 +41,9 @@ def _to_out(project: Project, counts: ProjectCounts) -> ProjectOut:
 
 
 @router.post("/projects", status_code=status.HTTP_201_CREATED, response_model=ProjectOut)
-def create_project(admin: AdminUser, body: ProjectCreate, session: SessionDep):
-    return project_out(session, service.create_project(session, data=body, author=admin))
+def create_project(admin: AdminUser, body: ProjectCreate, session: SessionDep, settings: SettingsDep):
+    project = service.create_project(session, data=body, author=admin, model_dirs=settings.allowed_model_dirs)
+    return project_out(session, project)
 
 
 @router.get("/projects", response_model=Page[ProjectOut])
@@ -58,8 +59,13 @@ def get_project(_reader: ProjectReader, project: ProjectDep, session: SessionDep
 
 
 @router.patch("/projects/{project_id}", response_model=ProjectOut)
-def update_project(admin: AdminUser, project: ProjectDep, body: ProjectUpdate, session: SessionDep):
-    return project_out(session, service.update_project(session, project=project, changes=body, author=admin))
+def update_project(
+    admin: AdminUser, project: ProjectDep, body: ProjectUpdate, session: SessionDep, settings: SettingsDep
+):
+    project = service.update_project(
+        session, project=project, changes=body, author=admin, model_dirs=settings.allowed_model_dirs
+    )
+    return project_out(session, project)
 
 
 @router.get("/projects/{project_id}/instructions", response_model=Page[InstructionVersionOut])

@@ -1,5 +1,8 @@
 """Projects: create, read, update, and the counts their pages show. No HTTP types here."""
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Subquery, case, func, select
 from sqlalchemy.orm import Session
@@ -13,9 +16,11 @@ from app.projects.schemas import GenerationSettings, ProjectCounts, ProjectCreat
 from app.prompts.models import Completion, Prompt
 
 
-def create_project(session: Session, *, data: ProjectCreate, author: User | None) -> Project:
+def create_project(
+    session: Session, *, data: ProjectCreate, author: User | None, model_dirs: Sequence[Path] = ()
+) -> Project:
     _require_free_name(session, data.name)
-    _require_known_model(session, data.generation.model)
+    _require_known_model(session, data.generation.model, model_dirs)
     project = Project(
         name=data.name,
         completions_per_prompt=data.completions_per_prompt,
@@ -42,7 +47,12 @@ def list_projects(session: Session) -> list[Project]:
 
 
 def update_project(
-    session: Session, *, project: Project, changes: ProjectUpdate, author: User | None
+    session: Session,
+    *,
+    project: Project,
+    changes: ProjectUpdate,
+    author: User | None,
+    model_dirs: Sequence[Path] = (),
 ) -> Project:
     fields = changes.model_dump(exclude_unset=True)
     if fields.get("name") is not None and fields["name"].strip() != project.name:
@@ -54,7 +64,7 @@ def update_project(
     if fields.get("flags") is not None:
         project.flags = list(fields["flags"])
     if fields.get("generation") is not None:
-        project.generation = _merged_generation(session, project.generation, fields["generation"])
+        project.generation = _merged_generation(session, project.generation, fields["generation"], model_dirs)
     new_body = fields.get("instructions_md")
     if new_body is not None and new_body != current_instructions(project).body_md:
         _add_instruction_version(session, project=project, body_md=new_body, author=author)
@@ -143,18 +153,18 @@ def _require_free_name(session: Session, name: str, other_than: int | None = Non
         )
 
 
-def _merged_generation(session: Session, current: dict, changes: dict) -> dict:
+def _merged_generation(session: Session, current: dict, changes: dict, model_dirs: Sequence[Path]) -> dict:
     try:
         merged = GenerationSettings.model_validate({**current, **changes})
     except ValidationError as exc:
         raise InvalidInput.from_pydantic(exc, prefix="generation") from exc
-    _require_known_model(session, merged.model)
+    _require_known_model(session, merged.model, model_dirs)
     return merged.model_dump()
 
 
-def _require_known_model(session: Session, model: str | int) -> None:
+def _require_known_model(session: Session, model: str | int, model_dirs: Sequence[Path]) -> None:
     """`"default"`, a local Hugging Face model directory, or a registered policy version id."""
-    generation_model(session, model)
+    generation_model(session, model, model_dirs=model_dirs)
 
 
 def ready_share(counts: ProjectCounts) -> float:

@@ -64,6 +64,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     # models and evaluation rounds
     ("GET", f"{API}/models"): {ADMIN, RESEARCHER, WORKER},
     ("GET", f"{API}/models/{{model_id}}"): {ADMIN, RESEARCHER, WORKER},
+    ("POST", f"{API}/models/import"): {ADMIN},
     ("POST", f"{API}/projects/{{project_id}}/evaluations"): {ADMIN},
     ("GET", f"{API}/projects/{{project_id}}/evaluations"): READERS,
     ("GET", f"{API}/evaluations/{{evaluation_id}}"): READERS,

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, status
 
-from app.dependencies import AdminUser, SessionDep, WorkerUser
+from app.dependencies import AdminUser, SessionDep, SettingsDep, WorkerUser
 from app.jobs.dependencies import JobDep
 from app.jobs.schemas import JobCreated
 from app.projects.dependencies import ProjectDep
@@ -16,8 +16,10 @@ router = APIRouter(tags=["jobs"])
 @router.post(
     "/projects/{project_id}/generate", status_code=status.HTTP_202_ACCEPTED, response_model=JobCreated
 )
-def generate(admin: AdminUser, project: ProjectDep, session: SessionDep):
-    job, _ = service.queue_generation(session, project=project, created_by_id=admin.id)
+def generate(admin: AdminUser, project: ProjectDep, session: SessionDep, settings: SettingsDep):
+    job, _ = service.queue_generation(
+        session, project=project, created_by_id=admin.id, model_dirs=settings.allowed_model_dirs
+    )
     return JobCreated(job_id=job.id)
 
 

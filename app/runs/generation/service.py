@@ -1,5 +1,8 @@
 """Generation jobs: K completions for every prompt short of them, stored as the worker reports them."""
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -16,7 +19,9 @@ from app.prompts.schemas import GeneratedForPrompt, GeneratedResult
 KIND = "generate"
 
 
-def queue_generation(session: Session, *, project: Project, created_by_id: int | None) -> tuple[Job, bool]:
+def queue_generation(
+    session: Session, *, project: Project, created_by_id: int | None, model_dirs: Sequence[Path] = ()
+) -> tuple[Job, bool]:
     """Queue a job that fills every prompt with fewer than K completions (or return the one queued)."""
     existing = jobs.active_job(session, project_id=project.id, kind=KIND)
     if existing is not None:
@@ -24,7 +29,7 @@ def queue_generation(session: Session, *, project: Project, created_by_id: int |
     config = {
         "k": project.completions_per_prompt,
         "generation": dict(project.generation),
-        **generation_model(session, project.generation.get("model", "default")),
+        **generation_model(session, project.generation.get("model", "default"), model_dirs=model_dirs),
     }
     job = jobs.enqueue(session, kind=KIND, project_id=project.id, config=config, created_by_id=created_by_id)
     return job, True

@@ -10,7 +10,7 @@ from app.errors import Conflict, InvalidInput
 from app.jobs import service as jobs
 from app.jobs.models import Job
 from app.models_registry import service as registry
-from app.models_registry.models import ModelKind, ModelVersion
+from app.models_registry.models import ModelKind, ModelOrigin, ModelVersion
 from app.models_registry.quality import chance_verdict
 from app.projects.models import Project
 from app.projects.schemas import GenerationSettings
@@ -43,7 +43,8 @@ def queue_ppo_training(
             code="unknown_model",
             details={"field": "reward_model", "model_id": request.reward_model},
         )
-    if (reason := chance_verdict(reward.kind, reward.metrics)) and not request.force:
+    imported = reward.origin == ModelOrigin.imported.value  # a classifier: not measured on these preferences
+    if not imported and (reason := chance_verdict(reward.kind, reward.metrics)) and not request.force:
         raise Conflict(
             f"Reward model {reward.id} is not shown better than chance: {reason}. PPO against it would "
             "optimise noise. Label more comparisons and train a new reward model, or start anyway "
@@ -80,11 +81,15 @@ def queue_ppo_training(
         "top_p": request.top_p or sampling.top_p,
         "max_new_tokens": request.max_new_tokens or sampling.max_new_tokens,
         "reward_model_artifact": reward.artifact,
+        # an imported classifier: which output is the reward (None: its one logit), and that it reads the
+        # completion alone, as such classifiers were trained to (trained reward models read the chat)
+        "reward_label": reward.reward_label,
+        "reward_input": "completion" if imported else "chat",
         "policy_artifact": policy.artifact if policy else None,
         "base_model": f"model:{policy.id}" if policy else "default",
         "eval_prompt_ids": eval_ids,
         # why the reward model was not shown better than chance, when the run was forced (its run page says)
-        "reward_model_at_chance": chance_verdict(reward.kind, reward.metrics),
+        "reward_model_at_chance": None if imported else chance_verdict(reward.kind, reward.metrics),
     }
     return jobs.enqueue(session, kind=KIND, project_id=project.id, config=config, created_by_id=created_by_id)
 

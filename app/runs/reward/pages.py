@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form
 from pydantic import ValidationError
 
-from app.dependencies import AdminUser, SessionDep
+from app.dependencies import AdminUser, SessionDep, SettingsDep
 from app.errors import PrefLabError
 from app.forms import filled
 from app.projects.dependencies import ProjectDep
@@ -22,6 +22,7 @@ def start_reward_run(
     admin: AdminUser,
     project: ProjectDep,
     session: SessionDep,
+    settings: SettingsDep,
     base_model: Annotated[str, Form()] = "",
     epochs: Annotated[str, Form()] = "",
     learning_rate: Annotated[str, Form()] = "",
@@ -38,7 +39,13 @@ def start_reward_run(
             ),
             filters={"exclude_flags": exclude_flags or [], "min_agreement": min_agreement or None},
         )
-        job = service.queue_reward_training(session, project=project, request=body, created_by_id=admin.id)
+        job = service.queue_reward_training(
+            session,
+            project=project,
+            request=body,
+            created_by_id=admin.id,
+            model_dirs=settings.allowed_model_dirs,
+        )
     except (ValidationError, PrefLabError) as error:
         raise project_card.refused(error, project_id=project.id, card=service.KIND, typed=typed) from None
     return redirect(f"/jobs/{job.id}")

@@ -1,5 +1,8 @@
 """Queueing a reward-model run, and registering the model it produced. No HTTP types here."""
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from sqlalchemy.orm import Session
 
 from app.exports.schemas import ExportFilters
@@ -15,13 +18,18 @@ KIND = "reward"
 
 
 def queue_reward_training(
-    session: Session, *, project: Project, request: RewardTrainRequest, created_by_id: int | None
+    session: Session,
+    *,
+    project: Project,
+    request: RewardTrainRequest,
+    created_by_id: int | None,
+    model_dirs: Sequence[Path] = (),
 ) -> Job:
     """Check the data filters against the project now (422), then queue the job with the request as
     its config (the worker reads it back strictly as a `RewardTrainRequest`)."""
     filters = ExportFilters(kind="pairs", format="jsonl", **request.filters.model_dump())
     plan_export(session, project=project, filters=filters)
-    registry.require_local_model_dir(request.base_model, field="base_model")
+    registry.require_local_model_dir(request.base_model, model_dirs=model_dirs, field="base_model")
     return jobs.enqueue(
         session,
         kind=KIND,
