@@ -112,7 +112,9 @@ def train_ppo(
             policy_dir, local_files_only=True, dtype=torch.float32
         )
         reference.to(device).eval().requires_grad_(False)
-    scorer = RewardScorer(reward_dir, device, config.reward_max_length)
+    scorer = RewardScorer(
+        reward_dir, device, config.reward_max_length, label=config.reward_label, reads=config.reward_input
+    )
     value_model = build_value_model(policy_dir, reward_dir, tokenizer, scorer.tokenizer)
     for model in (policy, reference, value_model):
         if model is not None:

@@ -80,6 +80,11 @@ class PPOConfig:
     bundled model on open questions under 128 tokens), a substituted constant left PPO no signal at all."""
     max_prompt_tokens: int = 256
     """Longer prompts (in policy tokens) are dropped, with a warning."""
+    reward_label: int | None = None
+    """A classifier brought from outside with several outputs: the label whose log-odds is the reward."""
+    reward_input: str = "chat"
+    """What the reward model reads: "chat" (prompt and completion, as PrefLab trains them) or
+    "completion" (the completion alone, as an outside classifier was trained to)."""
     reward_max_length: int | None = None
     """Reward-model input cap; None: the ``max_length`` in the RM's preflab.json, else 512."""
     max_grad_norm: float | None = 1.0

@@ -50,6 +50,9 @@ def ppo_config(ctx: Any, job: ClaimedJob) -> PPOConfig:
         # null or absent (jobs queued before it was settable): follows the run's length
         kl_horizon=int(c["kl_horizon"]) if c.get("kl_horizon") is not None else None,
         min_kl_coef=float(c["min_kl_coef"]) if c.get("min_kl_coef") is not None else None,
+        # absent from jobs queued before models could be imported: a reward model trained here
+        reward_label=int(c["reward_label"]) if c.get("reward_label") is not None else None,
+        reward_input=str(c.get("reward_input", "chat")),
         **optional,
     )
 

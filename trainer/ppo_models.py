@@ -37,9 +37,14 @@ def build_value_model(policy_dir: Path, reward_dir: Path, policy_tokenizer, rewa
     vocabulary and architecture); otherwise from the policy's backbone with a zero head."""
     policy_type = AutoConfig.from_pretrained(policy_dir, local_files_only=True).model_type
     reward_type = AutoConfig.from_pretrained(reward_dir, local_files_only=True).model_type
+    rm_head = None
     if policy_type == reward_type and policy_tokenizer.get_vocab() == reward_tokenizer.get_vocab():
-        _, rm = load_reward_model(reward_dir)
-        _, rm_head = score_head(rm)
+        _, rm = load_reward_model(reward_dir, num_labels=None)
+        try:
+            _, rm_head = score_head(rm)
+        except ValueError:  # a classifier with several outputs: its head is no value head
+            rm_head = None
+    if rm_head is not None:
         backbone = AutoModel.from_pretrained(reward_dir, local_files_only=True)
         head = nn.Linear(rm_head.in_features, 1)
         with torch.no_grad():
@@ -51,7 +56,9 @@ def build_value_model(policy_dir: Path, reward_dir: Path, policy_tokenizer, rewa
         head = nn.Linear(backbone.config.hidden_size, 1)
         nn.init.zeros_(head.weight)
         nn.init.zeros_(head.bias)
-        log.info("value model initialised from the policy (reward model has another tokenizer or arch)")
+        log.info(
+            "value model initialised from the policy (the reward model's tokenizer, arch or head differ)"
+        )
     return ValueModel(backbone, head)
 
 

@@ -24,8 +24,9 @@ DEFAULT_MAX_LENGTH = 512
 """The input cap of a reward model whose preflab.json does not say (one trained elsewhere)."""
 
 
-def load_reward_model(model_dir: Path | str, dtype: torch.dtype = torch.float32):
-    """Tokenizer and ``AutoModelForSequenceClassification(num_labels=1)`` ready for training or scoring.
+def load_reward_model(model_dir: Path | str, dtype: torch.dtype = torch.float32, num_labels: int | None = 1):
+    """Tokenizer and ``AutoModelForSequenceClassification(num_labels=1)`` ready for training or scoring
+    (``num_labels=None``: as many outputs as the directory's classifier has, for one trained elsewhere).
 
     Right padding; a tokenizer without a pad token borrows EOS, and ``model.config.pad_token_id`` is set,
     which decoder classifiers need to find each sequence's last real token (last-token pooling).
@@ -36,8 +37,9 @@ def load_reward_model(model_dir: Path | str, dtype: torch.dtype = torch.float32)
         if tokenizer.eos_token is None:
             raise ValueError(f"Tokenizer in {model_dir} has neither a pad nor an EOS token.")
         tokenizer.pad_token = tokenizer.eos_token
+    labels = {} if num_labels is None else {"num_labels": num_labels}
     model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, num_labels=1, local_files_only=True, dtype=dtype
+        model_dir, local_files_only=True, dtype=dtype, **labels
     )
     model.config.pad_token_id = tokenizer.pad_token_id
     return tokenizer, model
@@ -66,16 +68,31 @@ def pad(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Te
     return input_ids, attention_mask
 
 
-def rewards_of(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """One forward pass → one scalar reward per row, (N,) float32."""
-    return model(input_ids=input_ids, attention_mask=attention_mask).logits.squeeze(-1).float()
+def rewards_of(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, label: int | None = None
+) -> torch.Tensor:
+    """One forward pass → one scalar reward per row, (N,) float32: the one logit, or with ``label`` (a
+    classifier with several outputs) that label's logit less the log-sum-exp of the others, which is
+    ``log p(label) - log(1 - p(label))``: the log-odds of the label."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits.float()  # (N, L)
+    if label is None:
+        return logits.squeeze(-1)
+    others = torch.cat([logits[:, :label], logits[:, label + 1 :]], dim=1)  # (N, L - 1)
+    return logits[:, label] - torch.logsumexp(others, dim=1)
 
 
 class RewardScorer:
-    """The frozen reward model with ITS OWN tokenizer and template (``trainer.reward_data.encode``)."""
+    """The frozen reward model with ITS OWN tokenizer and template (``trainer.reward_data.encode``).
 
-    def __init__(self, reward_dir: Path, device, max_length: int | None) -> None:
-        self.tokenizer, self.model = load_reward_model(reward_dir)
+    ``label``: a classifier brought from outside with several outputs, scored by that label's log-odds
+    (``rewards_of``); ``reads="completion"``: it reads the completion alone, as such classifiers were
+    trained to (a toxicity classifier scores text, not a chat), rather than prompt and completion."""
+
+    def __init__(
+        self, reward_dir: Path, device, max_length: int | None, *, label: int | None = None, reads="chat"
+    ) -> None:
+        self.tokenizer, self.model = load_reward_model(reward_dir, num_labels=1 if label is None else None)
+        self.label, self.reads = label, reads
         self.model.to(device).eval().requires_grad_(False)
         self.offset = float(getattr(self.model.config, OFFSET_KEY, 0.0) or 0.0)
         if max_length is None:
@@ -90,11 +107,18 @@ class RewardScorer:
 
     @torch.no_grad()
     def __call__(self, prompts: Sequence[Chat], completions: Sequence[str]) -> torch.Tensor:
-        sequences = [
-            encode(self.tokenizer, p, c, self.max_length) for p, c in zip(prompts, completions, strict=True)
-        ]
+        if self.reads == "completion":
+            sequences = [
+                self.tokenizer(c, truncation=True, max_length=self.max_length)["input_ids"]
+                for c in completions
+            ]
+        else:
+            sequences = [
+                encode(self.tokenizer, p, c, self.max_length)
+                for p, c in zip(prompts, completions, strict=True)
+            ]
         input_ids, attention_mask = pad(sequences, self.tokenizer.pad_token_id)
-        scores = rewards_of(self.model, input_ids.to(self.device), attention_mask.to(self.device))
+        scores = rewards_of(self.model, input_ids.to(self.device), attention_mask.to(self.device), self.label)
         return scores - self.offset  # (B,)
 
 

@@ -78,7 +78,17 @@ class Worker:
         return self._policies[spec]
 
     def model_path(self, artifact: str) -> Path:
-        """A model version's directory in this worker's mount of the artifact store."""
+        """A model version's directory: in this worker's mount of the artifact store (a trained version),
+        or the absolute path an imported version was registered from (inside the server's
+        PREFLAB_MODEL_DIRS; the worker must see it at the same path)."""
+        if Path(artifact).is_absolute():
+            path = Path(artifact)
+            if not (path / "config.json").is_file():
+                raise FileNotFoundError(
+                    f"Imported model {artifact!r} is not on this worker: mount it at the same path as on "
+                    "the server."
+                )
+            return path
         path = (self.artifact_dir / artifact).resolve()
         if not path.is_relative_to(self.artifact_dir.resolve()) or not (path / "config.json").is_file():
             raise FileNotFoundError(

@@ -116,3 +116,20 @@ def test_ppo_takes_an_imported_classifier_without_force(client, admin, tmp_path)
     assert config["reward_model_artifact"] == str(directory.resolve())
     assert config["reward_label"] == 0 and config["reward_input"] == "completion"
     assert config["reward_model_at_chance"] is None
+    # the worker reads it from the path it was registered from, and scores that label on the completion
+    from types import SimpleNamespace
+
+    from trainer.client import ClaimedJob
+    from trainer.ppo_job import ppo_config
+    from trainer.worker import Worker
+
+    worker_side = SimpleNamespace(
+        model_path=lambda artifact: Worker.model_path(
+            SimpleNamespace(artifact_dir=tmp_path / "store"), artifact
+        ),
+        cache_dir=tmp_path / "cache",
+    )
+    job = ClaimedJob(id=1, kind="ppo", project_id=project["id"], config=config, attempt=1)
+    trainer_config = ppo_config(worker_side, job)
+    assert trainer_config.reward_model == str(directory.resolve())
+    assert trainer_config.reward_label == 0 and trainer_config.reward_input == "completion"

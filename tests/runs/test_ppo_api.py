@@ -91,6 +91,8 @@ def test_ppo_run_snapshots_its_config_and_registers_a_policy(client, admin, make
     assert trainer_config.reward_model == f"/artifacts/{config['reward_model_artifact']}"
     assert trainer_config.temperature == 0.6 and trainer_config.policy == "default"
     assert trainer_config.max_new_tokens == 72 and trainer_config.missing_eos_penalty is None
+    assert trainer_config.reward_label is None and trainer_config.reward_input == "chat"  # trained here
+    assert trainer_config.min_kl_coef is None  # the default floor: kl_coef
     # a job queued when the penalty was the (negative) score substituted reads as its size
     legacy = ClaimedJob(
         id=job_id,

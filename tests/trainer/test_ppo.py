@@ -453,3 +453,59 @@ def test_sampled_logprobs_match_a_forward_over_the_completion(tiny_policy):
     torch.testing.assert_close(rollout.logprobs, logprobs * mask, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(rollout.entropy, entropy * mask, atol=1e-4, rtol=1e-4)
     assert (rollout.logprobs[mask.bool()] < 0).all()
+
+
+def save_tiny_classifier(directory: Path, labels: list[str]) -> Path:
+    """A classifier "trained elsewhere": the tiny BERT with a seeded head of several outputs, as a
+    toxicity classifier would be (its labels named in the config)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from tests.trainer.conftest import save_tiny_bert
+
+    bert = save_tiny_bert(directory / "bert")
+    torch.manual_seed(1)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        bert,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
+    )
+    out = directory / "classifier"
+    model.save_pretrained(out)
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(bert).save_pretrained(out)
+    return out
+
+
+def test_an_outside_classifier_scores_a_labels_log_odds_on_the_completion_alone(tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from trainer.reward_model import RewardScorer
+
+    directory = save_tiny_classifier(tmp_path, ["nothate", "hate", "offensive"])
+    scorer = RewardScorer(directory, "cpu", 64, label=0, reads="completion")
+    completions = ["the sea is blue", "a cat sat on the mat"]
+    scores = scorer([PROMPTS[0], PROMPTS[1]], completions)
+
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+    with torch.no_grad():
+        for completion, got in zip(completions, scores.tolist(), strict=True):
+            logits = model(**tokenizer(completion, return_tensors="pt")).logits[0]  # the text alone
+            probability = logits.softmax(-1)[0]
+            assert got == pytest.approx(torch.log(probability / (1 - probability)).item(), abs=1e-4)
+    other_prompts = scorer([PROMPTS[2], PROMPTS[0]], completions)
+    torch.testing.assert_close(other_prompts, scores)  # the prompt does not enter
+
+
+def test_ppo_trains_against_an_outside_classifier(tiny_model_dir, tmp_path):
+    """The detoxification recipe's shape: PPO against a classifier's "not hate" log-odds. The value
+    model cannot start from a head of several outputs, so it starts from the policy."""
+    directory = save_tiny_classifier(tmp_path, ["nothate", "hate"])
+    config = small_config(tiny_model_dir, directory, reward_label=0, reward_input="completion")
+    events: list[dict] = []
+    result = train_ppo(config, PROMPTS, tmp_path / "ppo", on_metrics=events.append)
+    assert result.step == 2 and result.stop_reason == "steps"
+    assert all("reward/score" in e for e in events if "loss/policy" in e)
+    assert (tmp_path / "ppo" / "model.safetensors").is_file()
