@@ -98,6 +98,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/evaluations/{evaluation_id}/generate"): {ADMIN},
     ("GET", "/jobs/{job_id}"): READERS,
     ("GET", "/models"): READERS,
+    ("POST", "/models/import"): {ADMIN},
     ("GET", "/label"): {LABELER},
     ("POST", "/label/{assignment_id}/ranking"): {LABELER},
     ("POST", "/label/{assignment_id}/skip"): {LABELER},

@@ -133,3 +133,23 @@ def test_ppo_takes_an_imported_classifier_without_force(client, admin, tmp_path)
     trainer_config = ppo_config(worker_side, job)
     assert trainer_config.reward_model == str(directory.resolve())
     assert trainer_config.reward_label == 0 and trainer_config.reward_input == "completion"
+
+
+def test_the_models_page_registers_a_model_and_keeps_a_refused_form(client, admin, tmp_path) -> None:
+    from tests.conftest import browser_login
+
+    csrf = browser_login(client, admin)
+    page = client.get("/models").text
+    assert "Register a model from outside" in page and "PREFLAB_MODEL_DIRS" in page
+    classifier = model_dir(tmp_path, "detox", "RobertaForSequenceClassification", labels=["nothate", "hate"])
+    form = {"csrf_token": csrf, "kind": "reward", "path": str(classifier), "name": "", "reward_label": ""}
+    refused = client.post("/models/import", data=form)
+    assert refused.status_code == 422 and 'id="import-error"' in refused.text and "nothate" in refused.text
+    assert f'value="{classifier}"' in refused.text and '<option value="reward" selected>' in refused.text
+    done = client.post("/models/import", data=form | {"reward_label": "nothate"}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/models?notice=imported"
+    listed = client.get(done.headers["location"]).text
+    assert "Model registered" in listed and "detox" in listed and "imported" in listed
+    assert "not better than chance" not in listed, "a classifier from elsewhere was not measured here"
+    version = client.get("/api/v1/models", headers=admin.headers).json()["items"][0]
+    assert version["name"] == "detox" and version["reward_label"] == 0
