@@ -13,7 +13,7 @@ from app.forms import FormRefused, form_errors
 from app.ids import parse_id
 from app.models_registry import service
 from app.models_registry.importing import import_model
-from app.models_registry.models import ModelOrigin, ModelVersion
+from app.models_registry.models import ModelVersion
 from app.models_registry.quality import HeldOut, chance_verdict, held_out
 from app.models_registry.schemas import ModelImport
 from app.projects.models import Project
@@ -27,9 +27,7 @@ def held_out_of(version: ModelVersion) -> HeldOut | None:
 
 
 def at_chance_because(version: ModelVersion) -> str | None:
-    if version.origin == ModelOrigin.imported.value:  # a classifier from elsewhere: measured elsewhere
-        return None
-    return chance_verdict(version.kind, version.metrics)
+    return chance_verdict(version.kind, version.metrics, version.origin)
 
 
 # The Models page, the run page and the PPO card show a reward model's figures the same way.

@@ -10,7 +10,7 @@ older run, or no held-out prompts) was not shown better than chance.
 from dataclasses import dataclass
 from typing import Any
 
-from app.models_registry.models import ModelKind
+from app.models_registry.models import ModelKind, ModelOrigin
 
 CHANCE = 0.5
 
@@ -53,9 +53,10 @@ def held_out(kind: str, metrics: dict[str, Any]) -> HeldOut | None:
     )
 
 
-def chance_verdict(kind: str, metrics: dict[str, Any]) -> str | None:
-    """Why a reward model is not shown better than chance, or None when it is (or is a policy)."""
-    if kind != ModelKind.reward.value:
+def chance_verdict(kind: str, metrics: dict[str, Any], origin: str = ModelOrigin.trained.value) -> str | None:
+    """Why a reward model is not shown better than chance, or None when it is (or is a policy, or was
+    imported: a classifier from elsewhere was never measured on this server's preferences)."""
+    if kind != ModelKind.reward.value or origin == ModelOrigin.imported.value:
         return None
     figures = held_out(kind, metrics)
     if figures is None:

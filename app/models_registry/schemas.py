@@ -33,7 +33,7 @@ class ModelOut(BaseModel):
     @property
     def better_than_chance(self) -> bool | None:
         if self.kind != ModelKind.reward or self.origin == ModelOrigin.imported:
-            return None  # an imported classifier was not measured on this server's preferences
+            return None  # not measured here (chance_verdict)
         return chance_verdict(self.kind.value, self.metrics) is None
 
     @computed_field(description="Reward models: 'accuracy [low, high] on N pairs of M held-out prompts'")

@@ -43,14 +43,14 @@ def queue_ppo_training(
             code="unknown_model",
             details={"field": "reward_model", "model_id": request.reward_model},
         )
-    imported = reward.origin == ModelOrigin.imported.value  # a classifier: not measured on these preferences
-    if not imported and (reason := chance_verdict(reward.kind, reward.metrics)) and not request.force:
+    at_chance = chance_verdict(reward.kind, reward.metrics, reward.origin)
+    if at_chance and not request.force:
         raise Conflict(
-            f"Reward model {reward.id} is not shown better than chance: {reason}. PPO against it would "
+            f"Reward model {reward.id} is not shown better than chance: {at_chance}. PPO against it would "
             "optimise noise. Label more comparisons and train a new reward model, or start anyway "
             '("force": true; on the page, "Start anyway").',
             code="reward_model_at_chance",
-            details={"field": "reward_model", "model_id": reward.id, "reason": reason},
+            details={"field": "reward_model", "model_id": reward.id, "reason": at_chance},
         )
     if isinstance(request.policy, str) and request.policy != "default":
         raise InvalidInput(
@@ -84,12 +84,12 @@ def queue_ppo_training(
         # an imported classifier: which output is the reward (None: its one logit), and that it reads the
         # completion alone, as such classifiers were trained to (trained reward models read the chat)
         "reward_label": reward.reward_label,
-        "reward_input": "completion" if imported else "chat",
+        "reward_input": "completion" if reward.origin == ModelOrigin.imported.value else "chat",
         "policy_artifact": policy.artifact if policy else None,
         "base_model": f"model:{policy.id}" if policy else "default",
         "eval_prompt_ids": eval_ids,
         # why the reward model was not shown better than chance, when the run was forced (its run page says)
-        "reward_model_at_chance": None if imported else chance_verdict(reward.kind, reward.metrics),
+        "reward_model_at_chance": at_chance,
     }
     return jobs.enqueue(session, kind=KIND, project_id=project.id, config=config, created_by_id=created_by_id)
 
