@@ -41,7 +41,6 @@ class FormErrors:
 
     message: str
     fields: dict[str, str] = field(default_factory=dict)
-    status_code: int = 422
 
 
 def form_errors(error: ValidationError | PrefLabError, labels: Mapping[str, str] = {}) -> FormErrors:
@@ -52,22 +51,18 @@ def form_errors(error: ValidationError | PrefLabError, labels: Mapping[str, str]
     """
     if isinstance(error, ValidationError):
         items = [(_form_field(err["loc"]), _message(err)) for err in error.errors()]
-        status_code = 422
     elif listed := error.details.get("errors"):  # a schema check in the service (from_pydantic)
         items = [(_form_field(str(e.get("field", "")).split(".")), str(e["message"])) for e in listed]
-        status_code = error.status_code
     else:  # a sentence already (a taken name, an unknown model), perhaps naming one field
         named = error.details.get("field")
         one = {_form_field(str(named).split(".")): error.message} if named else {}
-        return FormErrors(message=error.message, fields=one, status_code=error.status_code)
+        return FormErrors(message=error.message, fields=one)
     fields: dict[str, str] = {}
     for name, message in items:
         fields.setdefault(name, message)
     name, message = items[0]
     label = labels.get(name, name)
-    return FormErrors(
-        message=f"{label} ({name}): {message}" if name else message, fields=fields, status_code=status_code
-    )
+    return FormErrors(message=f"{label} ({name}): {message}" if name else message, fields=fields)
 
 
 NESTED = ("generation", "filters")

@@ -71,9 +71,6 @@ from trainer.reward_model import PREFLAB_JSON, RewardScorer
 
 log = logging.getLogger("preflab.ppo")
 
-EVAL_SEED_OFFSET = 1_000_003
-"""Every held-out evaluation reseeds with ``seed + EVAL_SEED_OFFSET``: all sample the prompts alike."""
-
 
 def train_ppo(
     config: PPOConfig,
@@ -154,7 +151,6 @@ def train_ppo(
         # the starting policy (= the reference) on the held-out prompts
         eval_metrics: dict[str, float] = {}
         if eval_set:
-            set_seed(config.seed + EVAL_SEED_OFFSET)
             with models.as_reference() as reference_model:
                 eval_metrics["eval/reward_before"] = evaluate(models, reference_model, eval_set, kl=False)[0]
             emit({"step": step, **eval_metrics})
@@ -292,7 +288,6 @@ def train_ppo(
                 break
             if eval_set and config.eval_every and step % config.eval_every == 0 and step < config.steps:
                 policy.eval()
-                set_seed(config.seed + EVAL_SEED_OFFSET)
                 reward_now, kl_now = evaluate(models, policy, eval_set)
                 best.consider(accelerator.unwrap_model(policy), step=step, reward=reward_now, kl=kl_now)
                 emit({"step": step, "eval/reward": reward_now, "eval/kl": kl_now})
@@ -301,7 +296,6 @@ def train_ppo(
         #    Face format with preflab.json
         policy.eval()
         if eval_set:
-            set_seed(config.seed + EVAL_SEED_OFFSET)
             reward_last, kl_last = evaluate(models, policy, eval_set)
             best.consider(accelerator.unwrap_model(policy), step=step, reward=reward_last, kl=kl_last)
             if best.step != step:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 from transformers import StoppingCriteriaList
 
 from trainer.data import Chat
@@ -132,6 +133,9 @@ def sample(
     return Rollout(query, query_mask, response, response_mask, finished, texts, logprobs, entropy)
 
 
+EVAL_SEED_OFFSET = 1_000_003
+"""Every held-out evaluation reseeds with ``seed + EVAL_SEED_OFFSET``."""
+
 Batch = Sequence[tuple[Chat, list[int]]]
 """Prompts with their token ids (rendered with the policy's chat template)."""
 
@@ -197,7 +201,9 @@ def render_prompts(tokenizer, chats: Sequence[Chat], max_tokens: int) -> list[tu
 @torch.no_grad()
 def evaluate(models: Models, model, eval_set: Batch, *, kl: bool = True) -> tuple[float, float]:
     """Mean RM score (raw, no EOS penalty) and mean KL to the reference (nats per completion) of
-    ``model`` on the held-out prompts; ``kl=False``: ``model`` is the reference (KL 0)."""
+    ``model`` on the held-out prompts; ``kl=False``: ``model`` is the reference (KL 0). Every evaluation
+    reseeds alike, so all sample the held-out prompts the same way."""
+    set_seed(models.config.seed + EVAL_SEED_OFFSET)
     scores, kls = [], []
     for start in range(0, len(eval_set), models.config.eval_batch_size):
         batch = eval_set[start : start + models.config.eval_batch_size]

@@ -184,10 +184,10 @@ def _card_context(
 ) -> dict[str, Any]:
     """The card alone (for htmx and for GET), with the counts and, once no job is active, the prompt
     table, swapped in out of band."""
-    context = jobs_context(session, project)
+    counts = service.project_counts(session, [project.id])[project.id]
+    context = jobs_context(session, project, counts=counts)
     context.update(jobs_notice=notice, jobs_error=error.message if error else None, project=project)
     if htmx:
-        counts = service.project_counts(session, [project.id])[project.id]
         context.update(counts=counts, progress=service.ready_share(counts), oob_counts=True)
         if not context["jobs_active"]:
             context.update(prompt_table(session, project), oob_prompts=True)

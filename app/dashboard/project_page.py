@@ -45,6 +45,7 @@ def project_page_context_by_id(session: Session, *, project_id: int) -> dict[str
 
 def project_page_context(session: Session, project: Project) -> dict[str, Any]:
     counts = service.project_counts(session, [project.id])[project.id]
+    cards = kinds.cards()
     context = {
         "project": project,
         "counts": counts,
@@ -55,10 +56,10 @@ def project_page_context(session: Session, project: Project) -> dict[str, Any]:
         **prompt_table(session, project),
         "upload_result": None,
         # each kind's card on the page (app.jobs.kinds), with what it needs
-        "kind_cards": [kind.card for kind in kinds.cards()],
+        "kind_cards": [kind.card for kind in cards],
         **jobs_card.jobs_context(session, project, counts=counts),
     }
-    for kind in kinds.cards():
+    for kind in cards:
         if kind.card_context is not None:
             context.update(kind.card_context(session, project))
     return context

@@ -73,7 +73,7 @@ def import_form(
             kind=kind,
             path=path.strip(),
             name=name.strip() or None,
-            reward_label=(parse_id(label) if parse_id(label) is not None else label) if label else None,
+            reward_label=(index if (index := parse_id(label)) is not None else label) if label else None,
         )
         import_model(session, request=body, model_dirs=settings.allowed_model_dirs)
     except (ValidationError, PrefLabError) as error:
