@@ -14,7 +14,7 @@ from app.cli.base import _engine, _require_migrated, _session_scope, _settings, 
 def export(
     project: Annotated[int, typer.Option(help="The project id.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="The file to write ('-' for stdout).")],
-    kind: Annotated[str, typer.Option(help="pairs or rankings.")] = "pairs",
+    kind: Annotated[str, typer.Option(help="pairs, rankings or demonstrations.")] = "pairs",
     format: Annotated[str, typer.Option(help="jsonl or parquet.")] = "jsonl",
     since: Annotated[str | None, typer.Option(help="Rankings created at or after (ISO-8601).")] = None,
     until: Annotated[str | None, typer.Option(help="Rankings created before (ISO-8601).")] = None,
@@ -25,7 +25,8 @@ def export(
     labelers: Annotated[str, typer.Option(help="Comma-separated pseudonymous labeler ids.")] = "",
     include_ties: Annotated[bool, typer.Option("--include-ties", help="Add tied pairs (tie: true).")] = False,
 ) -> None:
-    """Export a project's comparisons or rankings straight from the database, with a progress bar."""
+    """Export a project's comparisons, rankings or demonstrations straight from the database, with a progress
+    bar."""
     from app.errors import PrefLabError
     from app.exports import service
     from app.exports.parquet import iter_parquet

@@ -100,13 +100,32 @@ RANKING_COLUMNS: tuple[Column, ...] = (
     CREATED_AT,
 )
 
+DEMONSTRATION_COLUMNS: tuple[Column, ...] = (
+    Column("prompt_id", pa.int64(), "The prompt's id"),
+    Column(
+        "messages",
+        MESSAGES,
+        "The prompt's messages and the labeler's answer as the last, assistant message (TRL's "
+        "conversational SFT format)",
+    ),
+    Column("edited_from", pa.int64(), "The completion the answer was improved from; null: written anew"),
+    Column("source", pa.string(), '"demonstrate" (a written answer) or "rewrite" (of a ranking\'s best)'),
+    Column("demonstration_id", pa.int64(), "The demonstration's id"),
+    Column("seconds_spent", pa.float64(), "Seconds the labeler spent on the task"),
+    LABELER,
+    VERSION,
+    Column("created_at", pa.string(), "When it was written: ISO-8601 UTC, microseconds"),
+)
+
+COLUMNS = {"pairs": PAIR_COLUMNS, "rankings": RANKING_COLUMNS, "demonstrations": DEMONSTRATION_COLUMNS}
 PAIR_NAMES = tuple(column.name for column in PAIR_COLUMNS)
+DEMONSTRATION_NAMES = tuple(column.name for column in DEMONSTRATION_COLUMNS)
 RANKING_NAMES = tuple(column.name for column in RANKING_COLUMNS)
 _PAIR_KEYS = tuple(f'"{name}":'.encode() for name in PAIR_NAMES)
 
 
 def arrow_schema(kind: str) -> pa.Schema:
-    columns = PAIR_COLUMNS if kind == "pairs" else RANKING_COLUMNS
+    columns = COLUMNS[kind]
     return pa.schema([pa.field(c.name, c.arrow, metadata={"description": c.description}) for c in columns])
 
 
@@ -117,6 +136,10 @@ def pair_row(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def ranking_row(values: Mapping[str, Any]) -> dict[str, Any]:
     return {name: values[name] for name in RANKING_NAMES}
+
+
+def demonstration_row(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: values[name] for name in DEMONSTRATION_NAMES}
 
 
 ANSWER_OPEN, ANSWER_CLOSE = b'[{"role":"assistant","content":', b"}]"

@@ -2,12 +2,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Bump when a field of an export row changes meaning or disappears (adding fields keeps the version).
 SCHEMA_VERSION = 1
 
-ExportKind = Literal["pairs", "rankings"]
+ExportKind = Literal["pairs", "rankings", "demonstrations"]
 ExportFormat = Literal["jsonl", "parquet"]
 
 
@@ -18,8 +18,10 @@ class ExportFilters(BaseModel):
 
     kind: ExportKind = "pairs"
     format: ExportFormat = "jsonl"
-    since: datetime | None = Field(None, description="Rankings created at or after this time (ISO-8601)")
-    until: datetime | None = Field(None, description="Rankings created before this time")
+    since: datetime | None = Field(
+        None, description="Rankings (or demonstrations) created at or after this time (ISO-8601)"
+    )
+    until: datetime | None = Field(None, description="Rankings (or demonstrations) created before this time")
     min_agreement: float | None = Field(
         None, ge=-1, le=1, description="Prompts whose rankings agree this much"
     )
@@ -38,6 +40,23 @@ class ExportFilters(BaseModel):
         if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
             return [part.strip() for part in value[0].split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _filters_of_the_kind(self) -> "ExportFilters":
+        """Demonstrations have no flags, agreement or ties: a filter on them would silently do nothing."""
+        if self.kind == "demonstrations":
+            used = [
+                name
+                for name, value in (
+                    ("min_agreement", self.min_agreement),
+                    ("exclude_flags", self.exclude_flags),
+                    ("include_ties", self.include_ties),
+                )
+                if value not in (None, [], False)
+            ]
+            if used:
+                raise ValueError(f"{', '.join(used)} filter rankings and pairs, not demonstrations")
+        return self
 
     @field_validator("since", "until")
     @classmethod

@@ -1,4 +1,4 @@
-"""Streamed exports of a project's comparisons (`pairs`) and rankings, as JSONL or Parquet.
+"""Streamed exports of a project's comparisons (`pairs`), rankings and demonstrations, as JSONL or Parquet.
 
 Rows are read with a server-side cursor and written as they come, so memory stays flat whatever the
 size of the project. JSONL rows are assembled from pre-encoded pieces: a prompt's messages and a
@@ -9,16 +9,16 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Select, Text, cast, func, select
+from sqlalchemy import Connection, Select, Text, cast, func, select, union
 from sqlalchemy.orm import Session, aliased
 
 from app.errors import InvalidInput
-from app.exports import rows
+from app.exports import demonstrations, rows
 from app.exports.encoder import Encoder
 from app.exports.pseudonyms import labeler_pseudonym
 from app.exports.schemas import ExportFilters, ExportPlan
 from app.labeling.expansion import tied_pairs
-from app.labeling.models import Comparison, Ranking
+from app.labeling.models import Comparison, Demonstration, Ranking
 from app.projects.models import InstructionVersion, Project
 from app.prompts.models import Completion, Prompt
 
@@ -36,9 +36,14 @@ def plan_export(session: Session, *, project: Project, filters: ExportFilters) -
     labeler_ids = None
     if filters.labelers:
         ids = session.scalars(
-            select(Ranking.labeler_id)
-            .distinct()
-            .where(Ranking.project_id == project.id, Ranking.labeler_id.is_not(None))
+            union(
+                *(
+                    select(table.labeler_id).where(
+                        table.project_id == project.id, table.labeler_id.is_not(None)
+                    )
+                    for table in (Ranking, Demonstration)
+                )
+            )
         )
         by_pseudonym = {labeler_pseudonym(project.export_salt, uid): uid for uid in ids}
         unknown = sorted(set(filters.labelers) - set(by_pseudonym))
@@ -58,6 +63,8 @@ def plan_export(session: Session, *, project: Project, filters: ExportFilters) -
 
 def count_rows(connection: Connection, plan: ExportPlan) -> int:
     """An upper bound for progress bars: rows before the filters applied in Python."""
+    if plan.filters.kind == "demonstrations":
+        return demonstrations.count(connection, plan)
     if plan.filters.kind == "rankings":
         query = select(func.count(Ranking.id)).where(*_ranking_conditions(plan))
     else:
@@ -71,6 +78,9 @@ def count_rows(connection: Connection, plan: ExportPlan) -> int:
 
 def iter_rows(connection: Connection, plan: ExportPlan) -> Iterator[dict[str, Any]]:
     """Export rows as dicts (for Parquet and for code that wants objects)."""
+    if plan.filters.kind == "demonstrations":
+        yield from demonstrations.iter_rows(connection, plan)
+        return
     encoder = Encoder(plan)
     if plan.filters.kind == "rankings":
         yield from (
@@ -87,8 +97,12 @@ def iter_rows(connection: Connection, plan: ExportPlan) -> Iterator[dict[str, An
 def iter_jsonl(connection: Connection, plan: ExportPlan) -> Iterator[bytes]:
     """JSONL, one row a line, in chunks of many lines (fewer, larger writes)."""
     encoder = Encoder(plan)
-    if plan.filters.kind == "rankings":
+    if plan.filters.kind == "demonstrations":
         lines: Iterable[bytes] = (
+            orjson.dumps(row) + b"\n" for row in demonstrations.iter_rows(connection, plan)
+        )
+    elif plan.filters.kind == "rankings":
+        lines = (
             orjson.dumps(encoder.ranking_row(row, completions)) + b"\n"
             for row, completions in _ranking_batches(connection, plan)
         )

@@ -10,7 +10,7 @@ Two unique constraints enforce the assignment rules on every backend, whatever t
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, JSONType, UTCDateTime, utcnow
@@ -94,3 +94,33 @@ class Comparison(Base):
     rejected_tier: Mapped[int] = mapped_column(Integer)
 
     ranking: Mapped[Ranking] = relationship(back_populates="comparisons")
+
+
+class DemonstrationSource(enum.StrEnum):
+    demonstrate = "demonstrate"  # written in a `demonstrate` project's task
+    rewrite = "rewrite"  # a ranking's improved version of its best completion
+
+
+class Demonstration(Base):
+    """An answer a labeler wrote (or improved from a completion): the data SFT trains on."""
+
+    __tablename__ = "demonstrations"
+    __table_args__ = (Index("ix_demonstrations_project_id_id", "project_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # One demonstration per assignment at most: the task's answer, or the rewrite sent with a ranking.
+    assignment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("assignments.id", ondelete="SET NULL"), unique=True
+    )
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"), index=True)
+    labeler_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    # The completion the labeler started from (null: written from scratch); its text is kept beside it,
+    # so the admin's diff survives the completion.
+    edited_from_id: Mapped[int | None] = mapped_column(ForeignKey("completions.id", ondelete="SET NULL"))
+    original_text: Mapped[str | None] = mapped_column(Text)
+    seconds_spent: Mapped[float | None] = mapped_column(Float)
+    instructions_version_id: Mapped[int | None] = mapped_column(ForeignKey("instruction_versions.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,4 +1,5 @@
-"""Browser pages for labelers: the home page (projects and the tasks left) and the ranking screen.
+"""Browser pages for labelers: the home page (projects and the tasks left), the ranking screen and the
+written answer of a `demonstrate` task; and the admin's review of those answers.
 
 The task is one fragment (`label/_task_fragment.html`) inside the page. With htmx a ranking or a skip
 posts and the next task is swapped in its place; without JavaScript the same form posts and redirects
@@ -8,7 +9,6 @@ keyboard order. This module turns that form into the API's `RankingIn`, so the s
 API's checks, and turns refusals back into the task with the error shown.
 """
 
-import string
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -20,24 +20,25 @@ from starlette.datastructures import FormData
 
 from app.auth.models import Role, User
 from app.db import utcnow
-from app.dependencies import Caller, CallerDep, LabelerUser, SessionDep, SettingsDep
+from app.dependencies import AdminUser, Caller, CallerDep, LabelerUser, SessionDep, SettingsDep
 from app.errors import InvalidInput, PrefLabError
 from app.forms import FormRefused, as_domain_error
 from app.ids import Id, parse_id
-from app.labeling import service
+from app.labeling import demonstrations, service
 from app.labeling.dependencies import OwnAssignment
 from app.labeling.models import Assignment
-from app.labeling.schemas import RankingIn
+from app.labeling.schemas import DemonstrationIn, RankingIn, RewriteIn
+from app.labeling.task_page import label_url, task_context
 from app.projects import service as project_service
+from app.projects.dependencies import ProjectDep
 from app.projects.models import Project
 from app.settings import Settings
 from app.web import is_htmx, redirect, render
 
 router = APIRouter(include_in_schema=False)
 
-FENCE = "```"
 MAX_SECONDS = 86_400  # RankingIn's limit on seconds_spent
-NOTICES = {"ranked": "Ranking saved.", "skipped": "Task skipped."}
+NOTICES = {"ranked": "Ranking saved.", "written": "Answer saved.", "skipped": "Task skipped."}
 # Refusals after which this task can no longer be ranked: show a message and the way to the next task.
 TASK_GONE = {"assignment_expired", "already_submitted", "assignment_skipped"}
 
@@ -114,15 +115,44 @@ def submit_ranking_form(
     scope = _scope_from_form(session, form)
     try:
         body = ranking_from_form(form, assignment=assignment)
-        _, comparisons = service.submit_ranking(session, assignment=assignment, body=body)
+        _, comparisons, rewrite = service.submit_ranking(session, assignment=assignment, body=body)
     except (ValidationError, PrefLabError) as error:
         raise _refused(
             request, error, labeler=labeler, assignment=assignment, scope=scope, form=form
         ) from None
     if not is_htmx(request):
-        return redirect(_label_url(scope, notice="ranked"))
-    saved = f"Saved: {comparisons} comparison{'' if comparisons == 1 else 's'}."
+        return redirect(label_url(scope, notice="ranked"))
+    saved = f"Saved: {comparisons} comparison{'' if comparisons == 1 else 's'}" + (
+        " and your rewrite." if rewrite else "."
+    )
     return _next_task(request, caller, session, settings, labeler=labeler, scope=scope, saved=saved)
+
+
+@router.post("/label/{assignment_id}/demonstration")
+def submit_demonstration_form(
+    request: Request,
+    caller: CallerDep,
+    labeler: LabelerUser,
+    assignment: OwnAssignment,
+    session: SessionDep,
+    settings: SettingsDep,
+    form: PostedForm,
+):
+    scope = _scope_from_form(session, form)
+    try:
+        body = DemonstrationIn(
+            text=str(form.get("text") or ""),
+            edited_from=_integer(str(form.get("edited_from") or "")),
+            seconds_spent=_seconds_spent(form.get("seconds_spent"), assignment),
+        )
+        service.submit_demonstration(session, assignment=assignment, body=body)
+    except (ValidationError, PrefLabError) as error:
+        raise _refused(
+            request, error, labeler=labeler, assignment=assignment, scope=scope, form=form
+        ) from None
+    if not is_htmx(request):
+        return redirect(label_url(scope, notice="written"))
+    return _next_task(request, caller, session, settings, labeler=labeler, scope=scope, saved="Answer saved.")
 
 
 @router.post("/label/{assignment_id}/skip")
@@ -143,7 +173,7 @@ def skip_form(
             request, error, labeler=labeler, assignment=assignment, scope=scope, form=None
         ) from None
     if not is_htmx(request):
-        return redirect(_label_url(scope, notice="skipped"))
+        return redirect(label_url(scope, notice="skipped"))
     return _next_task(request, caller, session, settings, labeler=labeler, scope=scope, saved="Skipped.")
 
 
@@ -168,12 +198,26 @@ def ranking_from_form(form: FormData, *, assignment: Assignment) -> RankingIn:
             by_tier.setdefault(tier, []).append(completion)
         elif key.startswith("flag_"):
             flags.setdefault(key.removeprefix("flag_"), []).append(value)
+    ranking = [by_tier[tier] for tier in sorted(by_tier)]
     return RankingIn(
-        ranking=[by_tier[tier] for tier in sorted(by_tier)],
+        ranking=ranking,
         flags=flags,
         none_acceptable=form.get("none_acceptable") in ("1", "on", "true"),
         seconds_spent=_seconds_spent(form.get("seconds_spent"), assignment),
+        rewrite=_rewrite_from_form(form, ranking),
     )
+
+
+def _rewrite_from_form(form: FormData, ranking: list[list[int]]) -> RewriteIn | None:
+    """The optional rewrite: `rewrite_text`, improving `rewrite_from` (label.js sets it to the card it
+    started from; without JS, the best-ranked completion)."""
+    text = str(form.get("rewrite_text") or "")
+    if not text.strip():
+        return None
+    start = _integer(str(form.get("rewrite_from") or ""))
+    if start is None and ranking:
+        start = ranking[0][0]
+    return RewriteIn(text=text, edited_from=start if start is not None else 0)
 
 
 def _integer(text: str) -> int | None:
@@ -195,13 +239,6 @@ def _scope_from_form(session: Session, form: FormData) -> Project | None:
     """The project the labeler chose on /label (a hidden field); none means any project."""
     project_id = _integer(str(form.get("project_id") or ""))
     return session.get(Project, project_id) if project_id is not None else None
-
-
-def _label_url(scope: Project | None, *, notice: str | None = None) -> str:
-    query = [f"project_id={scope.id}"] if scope else []
-    if notice:
-        query.append(f"notice={notice}")
-    return "/label" + ("?" + "&".join(query) if query else "")
 
 
 # --- rendering -----------------------------------------------------------------------------------
@@ -269,94 +306,21 @@ def _respond(
     return render(request, template, caller, status_code=status_code, notice=notice, **context)
 
 
-def task_context(
-    session: Session,
-    *,
-    labeler: User,
-    scope: Project | None,
-    assignment: Assignment | None,
-    form: FormData | None = None,
-) -> dict[str, Any]:
-    """Everything the task fragment shows: the task (or none), its project, and the labeler's progress."""
-    progress = service.labeler_progress(session, labeler=labeler, project=scope)
-    context: dict[str, Any] = {
-        "scope": scope,
-        "progress": progress,
-        "task": None,
-        "project": scope,
-        "label_url": _label_url(scope),
-    }
-    if assignment is None:
-        context["to_go"] = progress.left_in_project
-        return context
-    view = service.task_view(session, assignment)
-    project = session.get(Project, assignment.project_id)
-    context.update(
-        project=project,
-        to_go=progress.left_in_project + 1,  # the prompts still available, and this one
-        task=view,
-        messages=[
-            {"role": str(m.get("role", "user")), "segments": text_segments(str(m.get("content", "")))}
-            for m in view["prompt"]["messages"]
-        ],
-        cards=_cards(view["completions"], project=project, form=form),
-        flags=project.flags,
-        none_acceptable=bool(form and form.get("none_acceptable") in ("1", "on", "true")),
+# --- the admin's review of the answers written ------------------------------------------------------
+
+
+@router.get("/projects/{project_id}/demonstrations")
+def demonstrations_page(
+    request: Request,
+    caller: CallerDep,
+    _admin: AdminUser,
+    project: ProjectDep,
+    session: SessionDep,
+    before: Id | None = None,
+):
+    """A project's demonstrations, newest first, each improved one as a word diff of its original."""
+    rows, older = demonstrations.review_page(session, project=project, before=before)
+    total = demonstrations.count_demonstrations(session, project.id)
+    return render(
+        request, "projects/demonstrations.html", caller, project=project, rows=rows, older=older, total=total
     )
-    return context
-
-
-def _cards(completions: list[dict], *, project: Project, form: FormData | None) -> list[dict[str, Any]]:
-    """The completion cards in the order shown: a letter each (their names in announcements), the rank
-    each select starts at, and the flags ticked. After a refused post, as the labeler left them."""
-    k = len(completions)
-    cards = []
-    for position, completion in enumerate(completions):
-        cid = completion["id"]
-        tier = position + 1
-        ticked: list[str] = []
-        if form is not None:
-            sent = _integer(str(form.get(f"tier_{cid}") or ""))
-            tier = sent if sent is not None and 1 <= sent <= k else tier
-            ticked = [flag for flag in form.getlist(f"flag_{cid}") if flag in project.flags]
-        cards.append(
-            {
-                "id": cid,
-                "letter": _letter(position),
-                "tier": tier,
-                "position": position,
-                "flags": ticked,
-                "segments": text_segments(completion["text"]),
-            }
-        )
-    cards.sort(key=lambda card: (card["tier"], card["position"]))
-    return cards
-
-
-def _letter(position: int) -> str:
-    letters = string.ascii_uppercase
-    return letters[position] if position < len(letters) else str(position + 1)
-
-
-def text_segments(text: str) -> list[tuple[str, str]]:
-    """Split untrusted text at Markdown code fences: ("text", ...) and ("code", "```lang\\n...```") parts.
-
-    Only the styling differs (code in a monospace block that scrolls sideways); every character but the
-    line breaks around a block is shown, fences included, and the template escapes all of it: nothing
-    here is ever HTML.
-    """
-    parts = text.split(FENCE)
-    segments: list[tuple[str, str]] = []
-    for index, part in enumerate(parts):
-        if index % 2 == 0:
-            # A code block is a block of its own: the line breaks around it are its margins.
-            if index > 0:
-                part = part.lstrip("\n")
-            if index < len(parts) - 1:
-                part = part.rstrip("\n")
-            if part:
-                segments.append(("text", part))
-        else:
-            closed = index < len(parts) - 1
-            segments.append(("code", FENCE + part + (FENCE if closed else "")))
-    return segments

@@ -8,7 +8,14 @@ from app.dependencies import LabelerUser, SessionDep, SettingsDep
 from app.ids import Id
 from app.labeling import service
 from app.labeling.dependencies import OwnAssignment
-from app.labeling.schemas import LabelerProgress, RankingCreated, RankingIn, Task
+from app.labeling.schemas import (
+    DemonstrationCreated,
+    DemonstrationIn,
+    LabelerProgress,
+    RankingCreated,
+    RankingIn,
+    Task,
+)
 from app.projects import service as project_service
 
 router = APIRouter(tags=["labeling"])
@@ -35,8 +42,21 @@ def my_progress(labeler: LabelerUser, session: SessionDep, project_id: Id | None
     "/assignments/{assignment_id}/ranking", status_code=status.HTTP_201_CREATED, response_model=RankingCreated
 )
 def submit_ranking(assignment: OwnAssignment, body: RankingIn, session: SessionDep):
-    ranking, comparisons = service.submit_ranking(session, assignment=assignment, body=body)
-    return RankingCreated(ranking_id=ranking.id, comparisons=comparisons)
+    ranking, comparisons, rewrite = service.submit_ranking(session, assignment=assignment, body=body)
+    return RankingCreated(
+        ranking_id=ranking.id, comparisons=comparisons, demonstration_id=rewrite.id if rewrite else None
+    )
+
+
+@router.post(
+    "/assignments/{assignment_id}/demonstration",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DemonstrationCreated,
+)
+def submit_demonstration(assignment: OwnAssignment, body: DemonstrationIn, session: SessionDep):
+    """The answer to a `demonstrate` task: written, or edited from one of the task's completions."""
+    demonstration = service.submit_demonstration(session, assignment=assignment, body=body)
+    return DemonstrationCreated(demonstration_id=demonstration.id)
 
 
 @router.post("/assignments/{assignment_id}/skip", status_code=status.HTTP_204_NO_CONTENT)

@@ -4,7 +4,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, exists, func, insert, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, Select, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -12,9 +12,17 @@ from app.auth.models import User
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.ids import parse_id
+from app.labeling import demonstrations
 from app.labeling.expansion import check_tiers, expand_tiers
-from app.labeling.models import Assignment, AssignmentStatus, Comparison, Ranking
-from app.labeling.schemas import LabelerProgress, RankingIn
+from app.labeling.models import (
+    Assignment,
+    AssignmentStatus,
+    Comparison,
+    Demonstration,
+    DemonstrationSource,
+    Ranking,
+)
+from app.labeling.schemas import DemonstrationIn, LabelerProgress, RankingIn
 from app.projects.models import InstructionVersion, Project
 from app.prompts.models import Completion, Prompt
 
@@ -254,10 +262,26 @@ def validate_ranking(body: RankingIn, *, shown: list[int], allowed_flags: list[s
             )
 
 
-def submit_ranking(session: Session, *, assignment: Assignment, body: RankingIn) -> tuple[Ranking, int]:
+def submit_ranking(
+    session: Session, *, assignment: Assignment, body: RankingIn
+) -> tuple[Ranking, int, Demonstration | None]:
+    """Store the ranking, its comparisons and its rewrite (if any) as one unit: a refused part stores
+    nothing."""
     _require_live(assignment)
     project = session.get(Project, assignment.project_id)
+    if project.task != "rank":
+        raise Conflict(
+            f"Project '{project.name}' collects written answers: answer with POST "
+            f"/assignments/{assignment.id}/demonstration.",
+            code="wrong_task",
+            details={"task": project.task},
+        )
     validate_ranking(body, shown=assignment.shown_order, allowed_flags=project.flags)
+    rewrite = (
+        demonstrations.check_rewrite(session, rewrite=body.rewrite, best_tier=body.ranking[0])
+        if body.rewrite is not None
+        else None
+    )
     ranking = Ranking(
         assignment_id=assignment.id,
         project_id=assignment.project_id,
@@ -293,10 +317,29 @@ def submit_ranking(session: Session, *, assignment: Assignment, body: RankingIn)
                 for p in pairs
             ],
         )
+    demonstration = None
+    if rewrite is not None:
+        demonstration = demonstrations.store_rewrite(
+            session, ranking=ranking, assignment=assignment, rewrite=body.rewrite, checked=rewrite
+        )
+    _finish(session, assignment)
+    return ranking, len(pairs), demonstration
+
+
+def submit_demonstration(session: Session, *, assignment: Assignment, body: DemonstrationIn) -> Demonstration:
+    _require_live(assignment)
+    project = session.get(Project, assignment.project_id)
+    demonstration = demonstrations.submit_demonstration(
+        session, assignment=assignment, project=project, body=body
+    )
+    _finish(session, assignment)
+    return demonstration
+
+
+def _finish(session: Session, assignment: Assignment) -> None:
     assignment.status = AssignmentStatus.submitted.value
     assignment.finished_at = utcnow()
     session.flush()
-    return ranking, len(pairs)
 
 
 def skip(session: Session, *, assignment: Assignment) -> None:
@@ -312,11 +355,17 @@ def skip(session: Session, *, assignment: Assignment) -> None:
 
 
 def labeler_progress(session: Session, *, labeler: User, project: Project | None) -> LabelerProgress:
-    in_project = [Ranking.project_id == project.id] if project else []
+    """Tasks done: rankings, and the answers of `demonstrate` tasks (a rewrite rides on its ranking)."""
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    mine = select(func.count(Ranking.id)).where(Ranking.labeler_id == labeler.id, *in_project)
-    ranked_total = session.scalar(mine) or 0
-    ranked_today = session.scalar(mine.where(Ranking.created_at >= midnight)) or 0
+    ranked_total = ranked_today = 0
+    for table, extra in (
+        (Ranking, []),
+        (Demonstration, [Demonstration.source == DemonstrationSource.demonstrate.value]),
+    ):
+        in_project = [table.project_id == project.id] if project else []
+        mine = select(func.count(table.id)).where(table.labeler_id == labeler.id, *in_project, *extra)
+        ranked_total += session.scalar(mine) or 0
+        ranked_today += session.scalar(mine.where(table.created_at >= midnight)) or 0
     left = _count_available(session, labeler=labeler, project=project)
     return LabelerProgress(ranked_today=ranked_today, ranked_total=ranked_total, left_in_project=left)
 
@@ -334,7 +383,8 @@ def _open_to(query: Select, *, labeler: User, project: Project | None) -> Select
     )
     query = query.join(Project, Project.id == Prompt.project_id).where(
         Prompt.for_labeling(),
-        _completions_of(Prompt.id) >= Project.completions_per_prompt,
+        # a ranking needs all K completions; a demonstration starts from whatever there is
+        or_(Project.task == "demonstrate", _completions_of(Prompt.id) >= Project.completions_per_prompt),
         _slots_taken(Prompt.id) < Project.rankings_per_prompt,
         ~mine,
     )
@@ -353,6 +403,7 @@ def task_view(session: Session, assignment: Assignment) -> dict:
     return {
         "assignment_id": assignment.id,
         "project_id": assignment.project_id,
+        "task": session.scalar(select(Project.task).where(Project.id == assignment.project_id)),
         "instructions_md": instructions.body_md,
         "instructions_version": instructions.version,
         "prompt": {"id": prompt.id, "messages": prompt.messages},

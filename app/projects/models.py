@@ -4,22 +4,27 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.auth.models import User
 from app.db import Base, JSONType, UTCDateTime, utcnow
 from app.names import NAME_KEY_LENGTH, name_key
 
+PROJECT_TASKS = ("rank", "demonstrate")
+
 
 class Project(Base):
     __tablename__ = "projects"
+    __table_args__ = (CheckConstraint(f"task IN {PROJECT_TASKS!r}", name="task_known"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     name_key: Mapped[str] = mapped_column(String(NAME_KEY_LENGTH), unique=True)  # app.names, set with name
     completions_per_prompt: Mapped[int] = mapped_column(Integer)  # K
     rankings_per_prompt: Mapped[int] = mapped_column(Integer)  # labelers per prompt
+    # "rank": labelers rank the K completions; "demonstrate": they write the answer (app.labeling)
+    task: Mapped[str] = mapped_column(String(16), default="rank", server_default="rank")
     flags: Mapped[list[str]] = mapped_column(JSONType)
     # {"model": "default" | path | model id, "temperature", "top_p", "max_new_tokens"}
     generation: Mapped[dict[str, Any]] = mapped_column(JSONType)

@@ -32,6 +32,7 @@ MAX_PREVIEW_CHARS = 100_000  # the schema's limit on instructions_md
 FIELD_LABELS = {
     "name": "Name",
     "instructions_md": "Instructions",
+    "task": "Task",
     "completions_per_prompt": "Completions per prompt (K)",
     "rankings_per_prompt": "Rankings per prompt",
     "flags": "Flags",
@@ -69,6 +70,7 @@ class ProjectForm(BaseModel):
 
     name: str = ""
     instructions_md: str = ""
+    task: str = ""
     completions_per_prompt: str = ""
     rankings_per_prompt: str = ""
     flags: str = ""
@@ -81,6 +83,7 @@ class ProjectForm(BaseModel):
     @classmethod
     def defaults(cls) -> "ProjectForm":
         return cls(
+            task="rank",
             completions_per_prompt="4",
             rankings_per_prompt="1",
             flags=", ".join(DEFAULT_FLAGS),
@@ -96,6 +99,7 @@ class ProjectForm(BaseModel):
         return cls(
             name=project.name,
             instructions_md=service.current_instructions(project).body_md,
+            task=project.task,
             completions_per_prompt=str(project.completions_per_prompt),
             rankings_per_prompt=str(project.rankings_per_prompt),
             flags=", ".join(project.flags),
@@ -113,6 +117,7 @@ class ProjectForm(BaseModel):
             "name": self.name.strip(),
             # Browsers send textarea lines with CRLF; unchanged instructions must compare equal.
             "instructions_md": self.instructions_md.replace("\r\n", "\n"),
+            "task": self.task.strip() or "rank",
             "completions_per_prompt": self.completions_per_prompt.strip(),
             "rankings_per_prompt": self.rankings_per_prompt.strip(),
             "flags": split_flags(self.flags),

@@ -30,6 +30,7 @@ def _to_out(project: Project, counts: ProjectCounts) -> ProjectOut:
         name=project.name,
         instructions_md=service.current_instructions(project).body_md,
         instructions_version=service.current_instructions(project).version,
+        task=project.task,
         completions_per_prompt=project.completions_per_prompt,
         rankings_per_prompt=project.rankings_per_prompt,
         flags=project.flags,

@@ -1,5 +1,5 @@
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasPath, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -7,6 +7,11 @@ from app.ids import Id
 
 FlagName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{0,39}$")]
 DEFAULT_FLAGS = ["unsafe", "factually_wrong", "nonsense", "off_topic"]
+ProjectTask = Literal["rank", "demonstrate"]
+TASK_DESCRIPTION = (
+    '"rank": labelers rank the K completions; "demonstrate": they write the answer (starting from the '
+    "prompt's completions, if it has any), the data SFT trains on"
+)
 
 
 def _require_unique(flags: list[str] | None) -> list[str] | None:
@@ -39,6 +44,7 @@ class ProjectFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     instructions_md: str = Field("", max_length=100_000)
+    task: ProjectTask = Field("rank", description=TASK_DESCRIPTION)
     completions_per_prompt: int = Field(4, ge=2, le=9, description="K, the completions ranked together")
     rankings_per_prompt: int = Field(1, ge=1, le=50, description="How many different labelers rank a prompt")
     flags: list[FlagName] = Field(default_factory=lambda: list(DEFAULT_FLAGS), max_length=20)
@@ -65,6 +71,7 @@ class ProjectUpdate(BaseModel):
 
     name: str | None = Field(None, min_length=1, max_length=100)
     instructions_md: str | None = Field(None, max_length=100_000)
+    task: ProjectTask | None = Field(None, description="Only while nobody has been handed a task")
     completions_per_prompt: int | None = Field(None, ge=2, le=9)
     rankings_per_prompt: int | None = Field(None, ge=1, le=50)
     flags: list[FlagName] | None = Field(None, max_length=20)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.errors import Conflict, InvalidInput, NotFound
+from app.labeling.models import Assignment
 from app.models_registry.service import generation_model
 from app.names import name_key
 from app.projects.models import InstructionVersion, Project
@@ -23,6 +24,7 @@ def create_project(
     _require_known_model(session, data.generation.model, model_dirs)
     project = Project(
         name=data.name,
+        task=data.task,
         completions_per_prompt=data.completions_per_prompt,
         rankings_per_prompt=data.rankings_per_prompt,
         flags=list(data.flags),
@@ -58,6 +60,9 @@ def update_project(
     if fields.get("name") is not None and fields["name"].strip() != project.name:
         _require_free_name(session, fields["name"].strip(), other_than=project.id)
         project.name = fields["name"].strip()
+    if fields.get("task") is not None and fields["task"] != project.task:
+        _require_no_assignments(session, project)
+        project.task = fields["task"]
     for key in ("completions_per_prompt", "rankings_per_prompt"):
         if fields.get(key) is not None:
             setattr(project, key, fields[key])
@@ -127,8 +132,10 @@ def project_counts(session: Session, project_ids: list[int]) -> dict[int, Projec
 
 
 def _ready_case(per_prompt: Subquery) -> ColumnElement[int]:
-    """Prompts with all K completions, ready to rank (imported preference data is never ranked)."""
-    return case((per_prompt.c.for_labeling & (per_prompt.c.n >= Project.completions_per_prompt), 1), else_=0)
+    """Prompts ready for labelers: with all K completions to rank, or any prompt of a `demonstrate`
+    project (its completions are only a start). Imported preference data is never labeled."""
+    complete = (per_prompt.c.n >= Project.completions_per_prompt) | (Project.task == "demonstrate")
+    return case((per_prompt.c.for_labeling & complete, 1), else_=0)
 
 
 def _add_instruction_version(
@@ -150,6 +157,18 @@ def _require_free_name(session: Session, name: str, other_than: int | None = Non
             f"A project named '{name}' already exists; choose another name.",
             code="project_name_taken",
             details={"field": "name"},
+        )
+
+
+def _require_no_assignments(session: Session, project: Project) -> None:
+    """A project's task changes only before any labeler was handed one: a live task would otherwise be
+    answered the wrong way, and its data would mix rankings with demonstrations."""
+    if session.scalar(select(Assignment.id).where(Assignment.project_id == project.id).limit(1)):
+        raise Conflict(
+            f"Project '{project.name}' has already handed out {project.task} tasks, so its task cannot "
+            "change; create a new project for the other task.",
+            code="task_locked",
+            details={"field": "task"},
         )
 
 

@@ -1,4 +1,5 @@
-/* PrefLab: the ranking screen. Drag and drop (SortableJS), ranking by keyboard alone, ties, flags.
+/* PrefLab: the labeling screen. Drag and drop (SortableJS), ranking by keyboard alone, ties, flags;
+   written answers (a demonstration, or a rewrite of the best completion) started from a completion.
 
    The form works without this file: every card has a <select name="tier_ID"> (1 is best; equal numbers
    tie). With it, the selects are hidden and kept in step with the order on screen, so the server gets
@@ -260,6 +261,58 @@
     if (dialog.open) dialog.close(); else dialog.showModal();
   }
 
+  // --- written answers: a demonstration, or a ranking's rewrite of its best completion -------------
+
+  function rawText(holder) {
+    var template = holder && holder.querySelector("template[data-raw-text]");
+    return template ? template.content.textContent : "";
+  }
+
+  function putCaretAtEnd(box) {
+    box.focus();
+    box.setSelectionRange(box.value.length, box.value.length);
+  }
+
+  /* "Start from B": the answer becomes B's text, and the form says where it came from. */
+  function startFrom(button) {
+    var form = button.closest("form");
+    var box = form.querySelector("[data-answer]");
+    var card = button.closest(".start-card");
+    var text = rawText(card);
+    var untouched = !box.value.trim() || box.value === box.dataset.startedWith;
+    if (!untouched && !window.confirm("Replace what you wrote with this completion?")) return;
+    box.value = text;
+    box.dataset.startedWith = text;
+    var select = form.querySelector("[data-edited-from]");
+    if (select) select.value = button.dataset.startFrom;
+    putCaretAtEnd(box);
+    announce("Started from " + button.textContent.replace("Start from ", "completion ") + ": edit it in the answer box.");
+  }
+
+  /* Opening "Rewrite the best completion" starts from the card ranked first (unless already begun). */
+  function openRewrite(task) {
+    var panel = task.querySelector("[data-rewrite]");
+    var list = task.querySelector("[data-rank-list]");
+    if (!panel || !list) return;
+    var box = panel.querySelector("[data-rewrite-text]");
+    var best = cardsOf(list)[0];
+    if (best && !box.value.trim()) {
+      box.value = rawText(best);
+      box.dataset.original = box.value;
+      panel.querySelector("[data-rewrite-from]").value = best.dataset.completionId;
+      announce("Rewriting " + name(best) + ", ranked first.");
+    }
+    if (!panel.open) { panel.__ours = true; panel.open = true; }
+    putCaretAtEnd(box);
+  }
+
+  document.addEventListener("toggle", function (event) {
+    var panel = event.target;
+    if (!(panel instanceof Element) || !panel.matches("[data-rewrite]") || !panel.open) return;
+    if (panel.__ours) { panel.__ours = false; return; }
+    openRewrite(panel.closest("[data-label-task]"));
+  }, true); // toggle does not bubble
+
   // --- events (delegated: tasks come and go) -----------------------------------------------------
 
   document.addEventListener("click", function (event) {
@@ -268,6 +321,8 @@
     var more = target.closest(".show-more");
     if (more && more.closest("[data-label-task]")) { toggleText(more); return; }
     if (target.closest("[data-label-help]")) { toggleHelp(); return; }
+    var start = target.closest("[data-start-from]");
+    if (start) { startFrom(start); return; }
     var button = target.closest("[data-tie]");
     if (button) {
       var card = button.closest(".rank-card");
@@ -300,6 +355,11 @@
     if (event.key === "?") {
       event.preventDefault();
       toggleHelp();
+      return;
+    }
+    if (event.key === "w" && inTask && task.querySelector("[data-rewrite]")) {
+      event.preventDefault();
+      openRewrite(task);
       return;
     }
     var card = target instanceof Element ? target.closest(".rank-card") : null;
@@ -349,6 +409,8 @@
     var task = form.closest("[data-label-task]");
     var list = form.querySelector("[data-rank-list]");
     if (list && task && task.classList.contains("has-js")) refresh(list);
+    var rewrite = form.querySelector("[data-rewrite-text]");
+    if (rewrite && rewrite.value.trim() === (rewrite.dataset.original || "").trim()) rewrite.value = ""; // unchanged: no rewrite
     var field = form.querySelector("[data-seconds]");
     if (field && task && task.__shownAt) field.value = ((Date.now() - task.__shownAt) / 1000).toFixed(1);
   }, true); // capture: before htmx reads the form
@@ -363,7 +425,7 @@
       task.__arrived = true;
       init(task);
       // Start at its top with the first completion focused, and say what happened.
-      var first = task.querySelector(".rank-card");
+      var first = task.querySelector(".rank-card, [data-answer]");
       var saved = task.querySelector(".label-bar__saved");
       var error = task.querySelector(".label-error");
       var said = saved ? saved.textContent.replace("\u2713", "").trim() + " " : "";

@@ -45,6 +45,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", f"{API}/tasks/progress"): {LABELER},
     ("POST", f"{API}/assignments/{{assignment_id}}/ranking"): {LABELER},
     ("POST", f"{API}/assignments/{{assignment_id}}/skip"): {LABELER},
+    ("POST", f"{API}/assignments/{{assignment_id}}/demonstration"): {LABELER},
     # jobs and the worker protocol
     ("POST", f"{API}/projects/{{project_id}}/generate"): {ADMIN},
     ("POST", f"{API}/projects/{{project_id}}/train/reward"): {ADMIN},
@@ -91,6 +92,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", "/projects/{project_id}/train/reward"): {ADMIN},
     ("POST", "/projects/{project_id}/train/ppo"): {ADMIN},
     ("GET", "/projects/{project_id}/agreement"): READERS,
+    ("GET", "/projects/{project_id}/demonstrations"): {ADMIN},
     ("GET", "/projects/{project_id}/export"): READERS,
     ("GET", "/projects/{project_id}/evaluations"): READERS,
     ("POST", "/projects/{project_id}/evaluations"): {ADMIN},
@@ -102,6 +104,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/label"): {LABELER},
     ("POST", "/label/{assignment_id}/ranking"): {LABELER},
     ("POST", "/label/{assignment_id}/skip"): {LABELER},
+    ("POST", "/label/{assignment_id}/demonstration"): {LABELER},
 }
 UNKNOWN_ID = 987654  # ids in paths that name nothing: a refused role must not learn that
 

@@ -36,6 +36,7 @@ def test_task_shape_and_shuffled_order_is_stored(client, make_account, ready_pro
     assert set(task) == {
         "assignment_id",
         "project_id",
+        "task",
         "instructions_md",
         "instructions_version",
         "prompt",
