@@ -77,6 +77,38 @@ def load_pairs(path: Path | str, *, include_ties: bool = False) -> list[Preferen
     return pairs
 
 
+@dataclass(frozen=True)
+class Demonstration:
+    """One written answer: `answer` is the ideal reply to the chat `prompt`."""
+
+    prompt_id: int
+    prompt: Chat
+    answer: str
+    demonstration_id: int = 0
+
+
+def load_demonstrations(path: Path | str) -> list[Demonstration]:
+    """The rows of a `kind=demonstrations` export (TRL's conversational format: `messages` ending with the
+    assistant's answer)."""
+    demonstrations = []
+    for number, row in enumerate(read_rows(path), start=1):
+        messages = row.get("messages")
+        if not messages or messages[-1].get("role") != "assistant":
+            raise ValueError(
+                f"{path}: row {number} has no `messages` ending with an assistant answer; "
+                "is this a kind=demonstrations export?"
+            )
+        demonstrations.append(
+            Demonstration(
+                prompt_id=int(row.get("prompt_id", number)),
+                prompt=list(messages[:-1]),
+                answer=str(messages[-1]["content"]),
+                demonstration_id=int(row.get("demonstration_id") or number),
+            )
+        )
+    return demonstrations
+
+
 def _assistant_text(messages: list[dict] | str) -> str:
     """TRL's format: a completion is a list of assistant messages (usually one)."""
     if isinstance(messages, str):

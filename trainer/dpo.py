@@ -1,0 +1,365 @@
+"""Direct Preference Optimization on a project's comparisons (Rafailov et al. 2023; TRL's `DPOTrainer`).
+
+    result = train_dpo(DPOConfig(beta=0.1), load_pairs("pairs.jsonl"), Path("out/dpo"))
+
+No reward model and no sampling: the policy is trained so that its log-probability ratio to a frozen
+reference (the starting policy) is higher on the chosen answer than on the rejected one.
+
+1. Hold out whole prompts (seeded) to measure preference accuracy on pairs never trained on.
+2. Load the policy (whole, or with LoRA adapters) and encode each pair's prompt + chosen and
+   prompt + rejected; only the answers' tokens count.
+3. Score every pair under the reference ONCE, before the first step (the starting policy is the
+   reference; with LoRA, the policy with its adapters off), and keep the figures on disk: no second model
+   sits in memory during training, and a resumed run reads them back.
+4. Train through ``accelerate``, chosen and rejected in one forward pass: sigmoid loss (with optional
+   label smoothing, "robust DPO") or IPO. Logged as TRL does: loss, implicit rewards of chosen and
+   rejected and their margin, preference accuracy, answer log-probs. Held-out figures after each epoch.
+5. Measure the KL to the reference on completions the trained policy samples for held-out prompts, and
+   save a plain causal LM with ``preflab.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from transformers import get_linear_schedule_with_warmup
+
+from trainer.checkpoint import CHECKPOINT_DIR
+from trainer.data import PreferencePair
+from trainer.finetune import (
+    Loop,
+    answer_logprobs,
+    encode_answer,
+    load_trainable_policy,
+    mixed_precision,
+    pad_batch,
+    resume_state,
+    save_loop_state,
+    save_policy,
+    split_prompt_ids,
+)
+from trainer.optim import fused_where_supported
+from trainer.policy_kl import sampled_kl
+
+log = logging.getLogger("preflab.dpo")
+
+RESUME_IGNORED_FIELDS = ("checkpoint_every", "log_every", "keep_checkpoint", "kl_samples", "max_new_tokens")
+REFERENCE_FILE = "reference_logps.pt"
+LOSS_TYPES = ("sigmoid", "ipo")
+
+
+@dataclass
+class DPOConfig:
+    policy: str = "default"
+    """"default" (the bundled SmolLM2-135M-Instruct) or a local Hugging Face causal LM directory; it is
+    also the frozen reference."""
+    cache_dir: str = "data/cache"
+    beta: float = 0.1
+    loss_type: str = "sigmoid"
+    label_smoothing: float = 0.0
+    """The assumed share of flipped labels (conservative / robust DPO); sigmoid loss only."""
+    epochs: int = 1
+    learning_rate: float = 1e-6
+    batch_size: int = 8
+    """Pairs per optimizer step (per micro-batch with gradient accumulation)."""
+    gradient_accumulation_steps: int = 1
+    max_length: int = 512
+    lora_r: int = 0
+    lora_alpha: int = 16
+    lora_target_modules: str = "all-linear"
+    eval_fraction: float = 0.1
+    seed: int = 0
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "auto"
+    max_steps: int | None = None
+    checkpoint_every: int = 50
+    log_every: int = 1
+    keep_checkpoint: bool = False
+    kl_samples: int = 16
+    """Completions the trained policy samples for held-out prompts to measure its KL to the reference
+    (0: not measured)."""
+    max_new_tokens: int = 128
+
+
+@dataclass
+class DPOResult:
+    out_dir: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+    step: int = 0
+    stopped: bool = False
+
+
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    reference_chosen: torch.Tensor,
+    reference_rejected: torch.Tensor,
+    *,
+    beta: float,
+    loss_type: str = "sigmoid",
+    label_smoothing: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pair losses, and the implicit rewards beta * log(pi / ref) of chosen and rejected.
+
+    sigmoid: -log sigmoid(beta * h) (1 - eps) - log sigmoid(-beta * h) eps, with h the difference of the
+    two log-ratios [Rafailov et al. eq. 7; eps: Mitchell 2023]. ipo: (h - 1 / (2 beta))^2 [Azar et al.],
+    on log-probs averaged over the answer's tokens as TRL does (the caller passes them so)."""
+    logits = (policy_chosen - policy_rejected) - (reference_chosen - reference_rejected)
+    if loss_type == "sigmoid":
+        losses = (
+            -F.logsigmoid(beta * logits) * (1 - label_smoothing)
+            - F.logsigmoid(-beta * logits) * label_smoothing
+        )
+    elif loss_type == "ipo":
+        losses = (logits - 1 / (2 * beta)) ** 2
+    else:
+        raise ValueError(f"loss_type must be one of {LOSS_TYPES}, not {loss_type!r}")
+    chosen_rewards = beta * (policy_chosen - reference_chosen).detach()
+    rejected_rewards = beta * (policy_rejected - reference_rejected).detach()
+    return losses, chosen_rewards, rejected_rewards
+
+
+def train_dpo(
+    config: DPOConfig,
+    pairs: Sequence[PreferencePair],
+    out_dir: Path | str,
+    *,
+    on_metrics: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    data_source: dict | None = None,
+) -> DPOResult:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    emit = on_metrics or (lambda metrics: None)
+    stop_requested = should_stop or (lambda: False)
+    pairs = [p for p in pairs if not p.tie and p.chosen != p.rejected]
+    if not pairs:
+        raise ValueError("no strictly ordered pairs to train on")
+    if config.loss_type not in LOSS_TYPES:
+        raise ValueError(f"loss_type must be one of {LOSS_TYPES}, not {config.loss_type!r}")
+
+    # 1. hold out whole prompts
+    held_out = split_prompt_ids([p.prompt_id for p in pairs], config.eval_fraction, config.seed)
+    train_pairs = [p for p in pairs if p.prompt_id not in held_out]
+    eval_pairs = [p for p in pairs if p.prompt_id in held_out]
+
+    # 2. the policy and the pairs as tokens: (prompt, chosen answer), (prompt, rejected answer)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        mixed_precision=mixed_precision(config.mixed_precision),
+    )
+    set_seed(config.seed)
+    policy = load_trainable_policy(config.policy, config.cache_dir, config)
+    tokenizer, model = policy.tokenizer, policy.model
+    pad_id = tokenizer.pad_token_id
+
+    def encode(pair: PreferencePair) -> tuple[tuple[list[int], list[int]], tuple[list[int], list[int]]]:
+        return (
+            encode_answer(tokenizer, pair.prompt, pair.chosen, config.max_length),
+            encode_answer(tokenizer, pair.prompt, pair.rejected, config.max_length),
+        )
+
+    train_data = [encode(p) for p in train_pairs]
+    eval_data = [encode(p) for p in eval_pairs]
+    average = config.loss_type == "ipo"
+
+    def logps(net, data, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Chosen and rejected answers' log-probs (B,), (B,): one forward over the 2B sequences."""
+        sequences = [data[i][0] for i in indices] + [data[i][1] for i in indices]
+        batch = {k: v.to(accelerator.device) for k, v in pad_batch(sequences, pad_id).items()}
+        summed, counts = answer_logprobs(net, batch)
+        values = summed / counts.clamp(min=1) if average else summed
+        return values[: len(indices)], values[len(indices) :]
+
+    # 3. the reference's log-probs, once (before any step the policy is the reference)
+    model.to(accelerator.device)
+    fingerprint = _fingerprint(pairs)
+    reference = _reference_logps(
+        out_dir / REFERENCE_FILE, fingerprint, model, config, logps, train_data, eval_data
+    )
+
+    # 4. optimizer, schedule, resume, and the loop
+    batches_per_epoch = -(-len(train_data) // config.batch_size)
+    total_steps = config.max_steps or config.epochs * max(
+        1, batches_per_epoch // config.gradient_accumulation_steps
+    )
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        fused=fused_where_supported(accelerator.device),
+    )
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer,
+        num_warmup_steps=int(config.warmup_ratio * total_steps) * accelerator.num_processes,
+        num_training_steps=total_steps * accelerator.num_processes,
+    )
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    checkpoint_dir = out_dir / CHECKPOINT_DIR
+    state = resume_state(
+        accelerator, checkpoint_dir, asdict(config), ignored=RESUME_IGNORED_FIELDS, fingerprint=fingerprint
+    )
+    if state.step:
+        log.info("resumed from %s at step %d", checkpoint_dir, state.step)
+
+    def checkpoint() -> None:
+        save_loop_state(accelerator, checkpoint_dir, state, asdict(config), fingerprint)
+
+    def figures(indices, data, ref) -> tuple[torch.Tensor, dict[str, float]]:
+        chosen, rejected = logps(model, data, indices)
+        ids = torch.tensor(indices)
+        losses, r_chosen, r_rejected = dpo_loss(
+            chosen,
+            rejected,
+            ref["chosen"][ids].to(chosen.device),
+            ref["rejected"][ids].to(chosen.device),
+            beta=config.beta,
+            loss_type=config.loss_type,
+            label_smoothing=config.label_smoothing,
+        )
+        return losses.mean(), {
+            "rewards/chosen": r_chosen.mean().item(),
+            "rewards/rejected": r_rejected.mean().item(),
+            "rewards/margins": (r_chosen - r_rejected).mean().item(),
+            "rewards/accuracy": (r_chosen > r_rejected).float().mean().item(),
+            "logps/chosen": chosen.detach().mean().item(),
+            "logps/rejected": rejected.detach().mean().item(),
+        }
+
+    def loss_of(indices: list[int]):
+        loss, stats = figures(indices, train_data, reference["train"])
+        return loss, {"loss/train": loss.item(), **stats}, float(len(indices))
+
+    def evaluate_held_out() -> dict[str, float]:
+        if not eval_data:
+            return {}
+        model.eval()
+        totals: dict[str, float] = {}
+        with torch.no_grad():
+            for start in range(0, len(eval_data), config.batch_size):
+                indices = list(range(start, min(start + config.batch_size, len(eval_data))))
+                loss, stats = figures(indices, eval_data, reference["eval"])
+                for key, value in {"loss": loss.item(), **stats}.items():
+                    totals[key] = totals.get(key, 0.0) + value * len(indices)
+        model.train()
+        n = len(eval_data)
+        return {
+            "loss/eval": totals["loss"] / n,
+            "accuracy/eval": totals["rewards/accuracy"] / n,
+            "margins/eval": totals["rewards/margins"] / n,
+        }
+
+    loop = Loop(
+        accelerator=accelerator,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        state=state,
+        n_items=len(train_data),
+        batch_size=config.batch_size,
+        total_steps=total_steps,
+        seed=config.seed,
+        max_grad_norm=config.max_grad_norm,
+        log_every=config.log_every,
+        checkpoint_every=config.checkpoint_every,
+        loss_of=loss_of,
+        evaluate=evaluate_held_out,
+        emit=emit,
+        should_stop=stop_requested,
+        checkpoint=checkpoint,
+    )
+    if loop.run():
+        log.info("stopped at step %d; checkpoint saved", state.step)
+        return DPOResult(out_dir=out_dir, metrics=loop.metrics, step=state.step, stopped=True)
+    metrics = loop.metrics
+    if eval_data and "accuracy/eval" not in metrics:
+        metrics |= evaluate_held_out()
+
+    # 5. KL to the reference on the trained policy's own completions, then save
+    del optimizer, scheduler
+    prompts = _distinct_prompts(eval_pairs or train_pairs)
+    if config.kl_samples:
+        metrics["eval/kl"] = sampled_kl(
+            accelerator.unwrap_model(model),
+            policy,
+            prompts,
+            samples=config.kl_samples,
+            max_new_tokens=config.max_new_tokens,
+            lora=bool(config.lora_r),
+            device=accelerator.device,
+        )
+        emit({"step": state.step, "eval/kl": metrics["eval/kl"]})
+    metrics |= {"data/train_pairs": len(train_data), "data/eval_pairs": len(eval_data)}
+    record = {
+        "kind": "dpo",
+        "config": asdict(config),
+        "policy_dir": str(policy.model_dir),
+        "step": state.step,
+        "data": {"source": data_source, "fingerprint": fingerprint, "eval_prompt_ids": sorted(held_out)},
+        "metrics": metrics,
+    }
+    save_policy(accelerator, model, tokenizer, out_dir, lora=bool(config.lora_r), record=record)
+    if not config.keep_checkpoint and accelerator.is_main_process:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        (out_dir / REFERENCE_FILE).unlink(missing_ok=True)
+    return DPOResult(out_dir=out_dir, metrics=metrics, step=state.step)
+
+
+def _reference_logps(
+    path: Path, fingerprint: str, model, config: DPOConfig, logps, train_data, eval_data
+) -> dict:
+    """{"train"|"eval": {"chosen": (N,), "rejected": (N,)}} under the reference, from disk when a previous
+    attempt on the same data computed them."""
+    if path.is_file():
+        saved = torch.load(path, weights_only=True)
+        if saved.get("fingerprint") == fingerprint and saved.get("loss_type") == config.loss_type:
+            return saved["logps"]
+    model.eval()
+    result = {}
+    with torch.no_grad(), _adapters_off(model, config):
+        for name, data in (("train", train_data), ("eval", eval_data)):
+            chosen, rejected = [], []
+            for start in range(0, len(data), config.batch_size):
+                c, r = logps(model, data, list(range(start, min(start + config.batch_size, len(data)))))
+                chosen.append(c.float().cpu())
+                rejected.append(r.float().cpu())
+            empty = torch.zeros(0)
+            result[name] = {
+                "chosen": torch.cat(chosen) if chosen else empty,
+                "rejected": torch.cat(rejected) if rejected else empty,
+            }
+    model.train()
+    torch.save({"fingerprint": fingerprint, "loss_type": config.loss_type, "logps": result}, path)
+    return result
+
+
+def _adapters_off(model, config: DPOConfig):
+    """With LoRA the reference is the policy with its adapters off; without, the untrained policy itself."""
+    return model.disable_adapter() if config.lora_r else contextlib.nullcontext()
+
+
+def _distinct_prompts(pairs: Sequence[PreferencePair]) -> list[list[dict[str, str]]]:
+    seen, prompts = set(), []
+    for pair in pairs:
+        if pair.prompt_id not in seen:
+            seen.add(pair.prompt_id)
+            prompts.append(pair.prompt)
+    return prompts
+
+
+def _fingerprint(pairs: Sequence[PreferencePair]) -> str:
+    """The data a checkpoint (and the stored reference log-probs) belong to."""
+    keys = sorted(f"{p.ranking_id}:{p.chosen_id}>{p.rejected_id}" for p in pairs)
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]

@@ -1,0 +1,266 @@
+"""What SFT and DPO share: loading the policy to train (whole, or with LoRA adapters), turning a chat and
+an answer into tokens where only the answer is learnt, splitting by prompt, and saving the result as a
+plain causal LM that the worker, transformers and vLLM load as they are."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import transformers
+from accelerate import Accelerator
+from torch import nn
+
+from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.policy import load_policy, resolve_model_dir
+from trainer.ppo_models import add_lora, disable_dropout
+from trainer.reward_model import PREFLAB_JSON
+
+IGNORE = -100
+"""The label of a token that is not learnt (the prompt, padding): torch's cross-entropy skips it."""
+
+Chat = list[dict[str, str]]
+
+
+class LoraSettings(Protocol):
+    lora_r: int
+    lora_alpha: int
+    lora_target_modules: str
+
+
+@dataclass
+class TrainablePolicy:
+    model: nn.Module
+    tokenizer: Any
+    model_dir: Path
+    """Where the starting weights came from (the reference of DPO and of the KL it reports)."""
+
+
+def load_trainable_policy(spec: str, cache_dir: str | Path, lora: LoraSettings) -> TrainablePolicy:
+    """The policy in float32 on the CPU (accelerate moves it and handles mixed precision), dropout off so
+    that the same tokens get the same log-probs in every pass, and with LoRA adapters when lora_r > 0."""
+    model_dir = resolve_model_dir(spec, Path(cache_dir).expanduser())
+    loaded = load_policy(model_dir, device="cpu", dtype=torch.float32)
+    model = loaded.model
+    disable_dropout(model)
+    if lora.lora_r:
+        model = add_lora(model, lora)
+    model.train()
+    return TrainablePolicy(model=model, tokenizer=loaded.tokenizer, model_dir=model_dir)
+
+
+def encode_answer(tokenizer, prompt: Chat, answer: str, max_length: int) -> tuple[list[int], list[int]]:
+    """(prompt tokens, answer tokens) for ``prompt`` answered by ``answer``, as the chat template writes
+    the whole conversation: the answer's tokens end with the template's end of turn, so the model learns
+    to stop. When the template does not keep the prompt as a prefix (some rewrite earlier turns), the
+    answer is the prompt's generation prompt continued by the answer's tokens and EOS.
+
+    Longer than ``max_length``: the answer keeps at least half of it, the prompt loses its oldest tokens.
+    """
+    prompt_ids = _tokens(
+        tokenizer, tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    )
+    whole = _tokens(
+        tokenizer,
+        tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": answer}], tokenize=False),
+    )
+    if whole[: len(prompt_ids)] == prompt_ids and len(whole) > len(prompt_ids):
+        answer_ids = whole[len(prompt_ids) :]
+    else:
+        answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    if len(prompt_ids) + len(answer_ids) > max_length:
+        answer_ids = answer_ids[: max(max_length - len(prompt_ids), max_length // 2)]
+        prompt_ids = prompt_ids[len(prompt_ids) - (max_length - len(answer_ids)) :]
+    return prompt_ids, answer_ids
+
+
+def _tokens(tokenizer, text: str) -> list[int]:
+    """The template's text already holds its special tokens (as the PPO and reward code render it)."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def pad_batch(sequences: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (the answer's tokens, IGNORE elsewhere)
+    for (prompt, answer) token lists."""
+    width = max(len(p) + len(a) for p, a in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(sequences), width), IGNORE, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, (prompt, answer) in enumerate(sequences):
+        tokens = prompt + answer
+        input_ids[row, : len(tokens)] = torch.tensor(tokens)
+        labels[row, len(prompt) : len(tokens)] = torch.tensor(answer)
+        attention_mask[row, : len(tokens)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def answer_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sequence: the summed log-probs of its answer tokens (B,) and how many there are (B,)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    labels = batch["labels"][:, 1:]
+    mask = labels != IGNORE
+    targets = labels.masked_fill(~mask, 0)
+    logits = logits.float()
+    token_logprobs = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
+    return (token_logprobs * mask).sum(-1), mask.sum(-1)
+
+
+def split_prompt_ids(prompt_ids: Sequence[int], eval_fraction: float, seed: int) -> set[int]:
+    """The prompt ids held out for evaluation: a seeded share, whole prompts only (never a prompt in both
+    halves), none when there are too few to spare."""
+    distinct = sorted(set(prompt_ids))
+    count = round(len(distinct) * eval_fraction)
+    if eval_fraction <= 0 or len(distinct) < 2:
+        return set()
+    count = min(max(count, 1), len(distinct) - 1)
+    return set(random.Random(seed).sample(distinct, count))
+
+
+def mixed_precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def save_policy(
+    accelerator: Accelerator, model: nn.Module, tokenizer, out_dir: Path, *, lora: bool, record: dict
+) -> None:
+    """A plain causal LM (adapters merged in) with its tokenizer and generation config, and preflab.json."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        if lora:
+            unwrapped = unwrapped.merge_and_unload()
+        unwrapped.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+        record = record | {
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        (out_dir / PREFLAB_JSON).write_text(json.dumps(record, indent=2) + "\n")
+    accelerator.wait_for_everyone()
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop SFT and DPO share: epochs of shuffled batches, gradient accumulation, logging, checkpoints
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoopState:
+    step: int = 0
+    """Optimizer steps done."""
+    epoch: int = 0
+    batches_done: int = 0
+    """Batches of the current epoch consumed by completed optimizer steps."""
+
+
+def resume_state(
+    accelerator: Accelerator, directory: Path, config: dict, *, ignored: Sequence[str], fingerprint: str
+) -> LoopState:
+    """The loop's place from ``directory`` when the checkpoint there is this run's (same config up to
+    ``ignored``, same data); a fresh start otherwise."""
+    saved = load_checkpoint(
+        accelerator, directory, config, ignored=ignored, must_match={"data_fingerprint": fingerprint}
+    )
+    if saved is None:
+        return LoopState()
+    return LoopState(step=saved["step"], epoch=saved["epoch"], batches_done=saved["batches_done"])
+
+
+def save_loop_state(
+    accelerator: Accelerator, directory: Path, state: LoopState, config: dict, fingerprint: str
+) -> None:
+    save_checkpoint(
+        accelerator, directory, {**asdict(state), "config": config, "data_fingerprint": fingerprint}
+    )
+
+
+@dataclass
+class Loop:
+    """One run's moving parts. ``loss_of(indices)`` returns the batch's loss, its figures (to average over
+    the logging window) and their weight (answer tokens for SFT, pairs for DPO); ``evaluate()`` the
+    held-out figures, run after every epoch."""
+
+    accelerator: Accelerator
+    model: nn.Module
+    optimizer: Any
+    scheduler: Any
+    state: LoopState
+    n_items: int
+    batch_size: int
+    total_steps: int
+    seed: int
+    max_grad_norm: float
+    log_every: int
+    checkpoint_every: int
+    loss_of: Any
+    evaluate: Any
+    emit: Any
+    should_stop: Any
+    checkpoint: Any
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def run(self) -> bool:
+        """Train until ``total_steps``; True when stopped early (a checkpoint is then saved)."""
+        state, accelerator = self.state, self.accelerator
+        window: dict[str, float] = {}
+        weight_sum, started = 0.0, time.monotonic()
+        while state.step < self.total_steps:
+            order = torch.randperm(
+                self.n_items, generator=torch.Generator().manual_seed(self.seed + state.epoch)
+            )
+            batches = [
+                order[i : i + self.batch_size].tolist() for i in range(0, self.n_items, self.batch_size)
+            ]
+            micro = state.batches_done
+            for indices in batches[state.batches_done :]:
+                if self.should_stop():
+                    self.checkpoint()
+                    return True
+                with accelerator.accumulate(self.model):
+                    loss, figures, weight = self.loss_of(indices)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad()
+                micro += 1
+                for key, value in figures.items():
+                    window[key] = window.get(key, 0.0) + value * weight
+                weight_sum += weight
+                if not accelerator.sync_gradients:
+                    continue
+                state.step += 1
+                state.batches_done = micro
+                if state.step % self.log_every == 0 or state.step == self.total_steps:
+                    elapsed = max(time.monotonic() - started, 1e-9)
+                    logged = {key: value / max(weight_sum, 1e-9) for key, value in window.items()}
+                    logged |= {
+                        "step": state.step,
+                        "epoch": round(state.epoch + micro / len(batches), 4),
+                        "train/lr": self.scheduler.get_last_lr()[0],
+                        "time/steps_per_second": self.log_every / elapsed,
+                    }
+                    self.metrics |= logged
+                    self.emit(logged)
+                    window, weight_sum, started = {}, 0.0, time.monotonic()
+                if state.step % self.checkpoint_every == 0:
+                    self.checkpoint()
+                if state.step >= self.total_steps:
+                    break
+            if micro == len(batches):  # the epoch ran to its end
+                state.epoch += 1
+                state.batches_done = 0
+                if held_out := self.evaluate():
+                    self.metrics |= held_out
+                    self.emit({"step": state.step, "epoch": float(state.epoch), **held_out})
+        return False
