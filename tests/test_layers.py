@@ -38,7 +38,9 @@ LAYERS = [
     ["exports"],
     ["jobs"],
     ["runs"],  # what the kinds share (app/runs/*.py)
-    ["runs.generation", "runs.ppo", "runs.reward"],  # each kind of work; kinds never import each other
+    # each kind of work, one package each, found on disk (a new kind is a new folder, nothing else);
+    # kinds never import each other
+    sorted(f"runs.{kind.name}" for kind in (APP / "runs").iterdir() if (kind / "__init__.py").is_file()),
     ["evaluations"],
     ["dashboard"],
 ]

@@ -24,7 +24,7 @@ import contextlib
 import hashlib
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -48,6 +48,7 @@ from trainer.finetune import (
     save_policy,
     split_prompt_ids,
 )
+from trainer.intervals import accuracy_with_interval
 from trainer.optim import fused_where_supported
 from trainer.policy_kl import sampled_kl
 
@@ -139,6 +140,7 @@ def train_dpo(
     on_metrics: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     data_source: dict | None = None,
+    held_out_prompt_ids: Collection[int] | None = None,
 ) -> DPOResult:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -150,10 +152,16 @@ def train_dpo(
     if config.loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, not {config.loss_type!r}")
 
-    # 1. hold out whole prompts
-    held_out = split_prompt_ids([p.prompt_id for p in pairs], config.eval_fraction, config.seed)
+    # 1. hold out whole prompts (the server's choice when it queued the run: ``held_out_prompt_ids``)
+    held_out = (
+        set(held_out_prompt_ids)
+        if held_out_prompt_ids is not None
+        else split_prompt_ids([p.prompt_id for p in pairs], config.eval_fraction, config.seed)
+    )
     train_pairs = [p for p in pairs if p.prompt_id not in held_out]
     eval_pairs = [p for p in pairs if p.prompt_id in held_out]
+    if not train_pairs:
+        raise ValueError("every pair's prompt is held out for evaluation: nothing left to train on")
 
     # 2. the policy and the pairs as tokens: (prompt, chosen answer), (prompt, rejected answer)
     accelerator = Accelerator(
@@ -217,7 +225,9 @@ def train_dpo(
     def checkpoint() -> None:
         save_loop_state(accelerator, checkpoint_dir, state, asdict(config), fingerprint)
 
-    def figures(indices, data, ref) -> tuple[torch.Tensor, dict[str, float]]:
+    def figures(indices, data, ref) -> tuple[torch.Tensor, dict[str, float], list[bool]]:
+        """The batch's mean loss, TRL's figures, and per pair whether the chosen answer's implicit reward
+        is the higher."""
         chosen, rejected = logps(model, data, indices)
         ids = torch.tensor(indices)
         losses, r_chosen, r_rejected = dpo_loss(
@@ -229,36 +239,44 @@ def train_dpo(
             loss_type=config.loss_type,
             label_smoothing=config.label_smoothing,
         )
-        return losses.mean(), {
-            "rewards/chosen": r_chosen.mean().item(),
-            "rewards/rejected": r_rejected.mean().item(),
-            "rewards/margins": (r_chosen - r_rejected).mean().item(),
-            "rewards/accuracy": (r_chosen > r_rejected).float().mean().item(),
-            "logps/chosen": chosen.detach().mean().item(),
-            "logps/rejected": rejected.detach().mean().item(),
-        }
+        return (
+            losses.mean(),
+            {
+                "rewards/chosen": r_chosen.mean().item(),
+                "rewards/rejected": r_rejected.mean().item(),
+                "rewards/margins": (r_chosen - r_rejected).mean().item(),
+                "rewards/accuracy": (r_chosen > r_rejected).float().mean().item(),
+                "logps/chosen": chosen.detach().mean().item(),
+                "logps/rejected": rejected.detach().mean().item(),
+            },
+            (r_chosen > r_rejected).tolist(),
+        )
 
     def loss_of(indices: list[int]):
-        loss, stats = figures(indices, train_data, reference["train"])
+        loss, stats, _ = figures(indices, train_data, reference["train"])
         return loss, {"loss/train": loss.item(), **stats}, float(len(indices))
 
     def evaluate_held_out() -> dict[str, float]:
+        """Loss, margin and preference accuracy (the implicit reward of chosen above rejected's) on the
+        held-out pairs, the accuracy with its 95% interval over pairs and prompts (trainer/intervals.py)."""
         if not eval_data:
             return {}
         model.eval()
         totals: dict[str, float] = {}
+        correct: list[bool] = []
         with torch.no_grad():
             for start in range(0, len(eval_data), config.batch_size):
                 indices = list(range(start, min(start + config.batch_size, len(eval_data))))
-                loss, stats = figures(indices, eval_data, reference["eval"])
+                loss, stats, right = figures(indices, eval_data, reference["eval"])
+                correct += right
                 for key, value in {"loss": loss.item(), **stats}.items():
                     totals[key] = totals.get(key, 0.0) + value * len(indices)
         model.train()
         n = len(eval_data)
         return {
             "loss/eval": totals["loss"] / n,
-            "accuracy/eval": totals["rewards/accuracy"] / n,
             "margins/eval": totals["rewards/margins"] / n,
+            **accuracy_with_interval(correct, [p.prompt_id for p in eval_pairs]),
         }
 
     loop = Loop(

@@ -62,3 +62,20 @@ class StopPoller:
         if self.server_gone:
             raise ServerUnavailable(f"{self.server_gone}; stopped, checkpoint kept")
         self.ctx.check_stop()  # a shutdown: hand the job back; the next claim resumes from the checkpoint
+
+
+def train_reporting_epochs(ctx: Any, job: ClaimedJob, *, epochs: int, train: Any) -> dict[str, Any]:
+    """Run ``train(report, should_stop, data_source)`` for an epoch-based job (reward model, SFT, DPO):
+    its figures go out as job events with the progress its epoch implies, a stop from the browser or the
+    worker ends the job the way it was stopped, and the final figures come back."""
+    should_stop = StopPoller(ctx, job)
+
+    def report(metrics: dict[str, Any]) -> None:
+        epoch = float(metrics.get("epoch", 0.0))
+        ctx.api.event(job, progress=min(0.99, 0.02 + 0.97 * epoch / epochs), metrics=metrics)
+
+    data_source = {"project_id": job.project_id, "export_filters": job.config.get("filters", {})}
+    result = train(report, should_stop, data_source)
+    if result.stopped:
+        should_stop.raise_stop()
+    return dict(result.metrics)

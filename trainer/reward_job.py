@@ -14,7 +14,8 @@ from typing import Any
 
 from trainer.client import ClaimedJob
 from trainer.data import load_pairs
-from trainer.job_control import StopPoller
+from trainer.job_control import train_reporting_epochs
+from trainer.job_data import download_once
 from trainer.reward import train_reward_model
 from trainer.reward_config import RewardConfig
 
@@ -46,43 +47,24 @@ def run_reward_job(ctx: Any, job: ClaimedJob) -> tuple[dict[str, Any], str]:
     config = reward_config(job)
     artifact = f"reward/job-{job.id}"
     out_dir = ctx.artifact_dir / artifact
-    data_path = out_dir / "data" / "pairs.jsonl"
-    filters = {"kind": "pairs", "format": "jsonl", **_export_params(job.config.get("filters", {}))}
-    if data_path.exists():  # a re-claimed job trains on the data it started with, so it can resume
-        log_text = "resuming with the data downloaded by the first attempt"
-    else:
-        rows = ctx.api.download_export(job.project_id, filters, data_path)
-        log_text = f"downloaded {rows} pairs"
-    ctx.api.event(job, progress=0.01, log_text=log_text)
+    data_path = download_once(ctx, job, "pairs", out_dir)
     pairs = load_pairs(data_path)
     if not pairs:
         raise ValueError(
             "No comparisons match this run's filters: rank some completions first, or relax the filters."
         )
 
-    should_stop = StopPoller(ctx, job)
-
-    def report(metrics: dict[str, Any]) -> None:
-        epoch = float(metrics.get("epoch", 0.0))
-        ctx.api.event(job, progress=min(0.99, 0.02 + 0.97 * epoch / config.epochs), metrics=metrics)
-
-    result = train_reward_model(
-        config,
-        pairs,
-        out_dir,
-        on_metrics=report,
-        should_stop=should_stop,
-        data_source={"project_id": job.project_id, "export_filters": filters, "schema_version": 1},
+    metrics = train_reporting_epochs(
+        ctx,
+        job,
+        epochs=config.epochs,
+        train=lambda report, should_stop, data_source: train_reward_model(
+            config,
+            pairs,
+            out_dir,
+            on_metrics=report,
+            should_stop=should_stop,
+            data_source=data_source,
+        ),
     )
-    if result.stopped:
-        should_stop.raise_stop()
-    return dict(result.metrics), artifact
-
-
-def _export_params(filters: dict[str, Any]) -> dict[str, str]:
-    params = {}
-    for key, value in filters.items():
-        if value in (None, [], ""):
-            continue
-        params[key] = ",".join(value) if isinstance(value, list) else str(value)
-    return params
+    return metrics, artifact

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -90,6 +90,7 @@ def train_sft(
     on_metrics: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     data_source: dict | None = None,
+    held_out_prompt_ids: Collection[int] | None = None,
 ) -> SFTResult:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -98,10 +99,16 @@ def train_sft(
     if not demonstrations:
         raise ValueError("no demonstrations to train on")
 
-    # 1. hold out whole prompts
-    held_out = split_prompt_ids([d.prompt_id for d in demonstrations], config.eval_fraction, config.seed)
+    # 1. hold out whole prompts (the server's choice when it queued the run: ``held_out_prompt_ids``)
+    held_out = (
+        set(held_out_prompt_ids)
+        if held_out_prompt_ids is not None
+        else split_prompt_ids([d.prompt_id for d in demonstrations], config.eval_fraction, config.seed)
+    )
     train_demos = [d for d in demonstrations if d.prompt_id not in held_out]
     eval_demos = [d for d in demonstrations if d.prompt_id in held_out]
+    if not train_demos:
+        raise ValueError("every demonstration's prompt is held out for evaluation: nothing left to train on")
 
     # 2. the policy, and every demonstration as (prompt tokens, answer tokens)
     accelerator = Accelerator(

@@ -27,7 +27,7 @@ from trainer.client import ApiClient, ApiError, ClaimedJob, JobStopped, ServerUn
 log = logging.getLogger("preflab.worker")
 HEARTBEAT_SECONDS = 60.0
 """How often a running job's lease is renewed from a side thread (the server's lease is 5 minutes)."""
-ALL_KINDS = ["generate", "reward", "ppo"]
+ALL_KINDS = ["generate", "reward", "ppo", "sft", "dpo"]
 
 
 class ShutdownRequested(Exception):
@@ -112,6 +112,14 @@ class Worker:
             from trainer.ppo_job import run_ppo_job
 
             return run_ppo_job
+        if kind == "sft":
+            from trainer.sft_job import run_sft_job
+
+            return run_sft_job
+        if kind == "dpo":
+            from trainer.dpo_job import run_dpo_job
+
+            return run_dpo_job
         raise ValueError(f"this worker cannot run {kind} jobs")
 
     # --- the loop ----------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ router = APIRouter(include_in_schema=False)
 
 
 def held_out_of(version: ModelVersion) -> HeldOut | None:
-    return held_out(version.kind, version.metrics)
+    return held_out(version.metrics)
 
 
 def at_chance_because(version: ModelVersion) -> str | None:

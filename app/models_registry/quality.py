@@ -39,10 +39,11 @@ class HeldOut:
         return text
 
 
-def held_out(kind: str, metrics: dict[str, Any]) -> HeldOut | None:
-    """A reward model's held-out accuracy, or None (a policy, or a run that measured none)."""
+def held_out(metrics: dict[str, Any]) -> HeldOut | None:
+    """A version's held-out pairwise accuracy (a reward model's, or a DPO policy's preference accuracy:
+    its implicit reward ranks the chosen answer first), or None when its run measured none."""
     accuracy = metrics.get("accuracy/eval")
-    if kind != ModelKind.reward.value or not isinstance(accuracy, int | float):
+    if not isinstance(accuracy, int | float):
         return None
     return HeldOut(
         accuracy=float(accuracy),
@@ -58,7 +59,7 @@ def chance_verdict(kind: str, metrics: dict[str, Any], origin: str = ModelOrigin
     imported: a classifier from elsewhere was never measured on this server's preferences)."""
     if kind != ModelKind.reward.value or origin == ModelOrigin.imported.value:
         return None
-    figures = held_out(kind, metrics)
+    figures = held_out(metrics)
     if figures is None:
         return "it has no held-out accuracy (no prompts were held out, or it was not measured)"
     if figures.low is None:

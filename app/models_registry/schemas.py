@@ -36,10 +36,13 @@ class ModelOut(BaseModel):
             return None  # not measured here (chance_verdict)
         return chance_verdict(self.kind.value, self.metrics) is None
 
-    @computed_field(description="Reward models: 'accuracy [low, high] on N pairs of M held-out prompts'")
+    @computed_field(
+        description="Reward models, and DPO policies (preference accuracy): 'accuracy [low, high] on N "
+        "pairs of M held-out prompts'"
+    )
     @property
     def held_out(self) -> str | None:
-        figures = held_out(self.kind.value, self.metrics)
+        figures = held_out(self.metrics)
         return figures.describe() if figures else None
 
 

@@ -44,7 +44,7 @@ def policy_version(session: Session, model_id: int, *, field: str = "generation.
         what = "a reward model" if version is not None else "unknown"
         raise InvalidInput(
             f"Model {model_id} is {what}, not a policy version: use 'default', a local model directory, "
-            "or the id of a policy produced by a PPO run (see GET /models?kind=policy).",
+            "or the id of a registered policy version (see GET /models?kind=policy).",
             code="unknown_model",
             details={"field": field, "model_id": model_id},
         )

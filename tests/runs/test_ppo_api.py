@@ -27,7 +27,7 @@ def test_bad_ppo_requests_are_422_and_queue_nothing(client, admin, make_account)
     for body, field, code in [
         ({}, "reward_model", "validation_failed"),
         ({"reward_model": 999}, "reward_model", "unknown_model"),
-        ({"reward_model": reward_id, "policy": reward_id}, "generation.model", "unknown_model"),
+        ({"reward_model": reward_id, "policy": reward_id}, "policy", "unknown_model"),
         ({"reward_model": reward_id, "policy": "/some/where"}, "policy", "unknown_model"),
         ({"reward_model": reward_id, "batch_size": 8, "minibatch_size": 3}, "minibatch_size", None),
         ({"reward_model": reward_id, "steps": 0}, "steps", "validation_failed"),

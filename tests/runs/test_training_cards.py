@@ -226,7 +226,15 @@ def test_the_cards_number_fields_take_their_limits_from_the_request_schemas(
     registered_reward_model(client, admin, make_account("worker"), project["id"])
     browser_login(client, admin)
     page = client.get(f"/projects/{project['id']}").text
-    for kind, schemas in (("reward", [RewardTrainRequest, TrainingFilters]), ("ppo", [PPOTrainRequest])):
+    from app.runs.dpo.schemas import DPOTrainRequest
+    from app.runs.sft.schemas import SFTTrainRequest
+
+    for kind, schemas in (
+        ("reward", [RewardTrainRequest, TrainingFilters]),
+        ("ppo", [PPOTrainRequest]),
+        ("sft", [SFTTrainRequest]),
+        ("dpo", [DPOTrainRequest, TrainingFilters]),
+    ):
         limits = {name: bounds for schema in schemas for name, bounds in limits_of(schema).items()}
         action = f"/projects/{project['id']}/train/{kind}"
         for bound in ("min", "max"):

@@ -15,6 +15,7 @@ from app.models_registry.quality import chance_verdict
 from app.projects.models import Project
 from app.projects.schemas import GenerationSettings
 from app.prompts.models import Prompt
+from app.runs.held_out import starting_policy
 from app.runs.ppo.schemas import PPOTrainRequest
 
 KIND = "ppo"
@@ -52,13 +53,7 @@ def queue_ppo_training(
             code="reward_model_at_chance",
             details={"field": "reward_model", "model_id": reward.id, "reason": at_chance},
         )
-    if isinstance(request.policy, str) and request.policy != "default":
-        raise InvalidInput(
-            "policy must be 'default' or the id of a registered policy version.",
-            code="unknown_model",
-            details={"field": "policy"},
-        )
-    policy = None if request.policy == "default" else registry.policy_version(session, int(request.policy))
+    policy = starting_policy(session, request.policy, field="policy")
     prompt_ids = list(
         session.scalars(
             select(Prompt.id)
@@ -85,8 +80,7 @@ def queue_ppo_training(
         # completion alone, as such classifiers were trained to (trained reward models read the chat)
         "reward_label": reward.reward_label,
         "reward_input": "completion" if reward.origin == ModelOrigin.imported.value else "chat",
-        "policy_artifact": policy.artifact if policy else None,
-        "base_model": f"model:{policy.id}" if policy else "default",
+        **policy,
         "eval_prompt_ids": eval_ids,
         # why the reward model was not shown better than chance, when the run was forced (its run page says)
         "reward_model_at_chance": at_chance,
