@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import logging
 import shutil
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,6 +79,7 @@ class DPOConfig:
     lora_r: int = 0
     lora_alpha: int = 16
     lora_target_modules: str = "all-linear"
+    gradient_checkpointing: bool = False
     eval_fraction: float = 0.1
     seed: int = 0
     warmup_ratio: float = 0.1
@@ -169,7 +171,9 @@ def train_dpo(
         mixed_precision=mixed_precision(config.mixed_precision),
     )
     set_seed(config.seed)
-    policy = load_trainable_policy(config.policy, config.cache_dir, config)
+    policy = load_trainable_policy(
+        config.policy, config.cache_dir, config, gradient_checkpointing=config.gradient_checkpointing
+    )
     tokenizer, model = policy.tokenizer, policy.model
     pad_id = tokenizer.pad_token_id
 
@@ -194,9 +198,11 @@ def train_dpo(
     # 3. the reference's log-probs, once (before any step the policy is the reference)
     model.to(accelerator.device)
     fingerprint = _fingerprint(pairs)
+    started = time.monotonic()
     reference = _reference_logps(
         out_dir / REFERENCE_FILE, fingerprint, model, config, logps, train_data, eval_data
     )
+    reference_seconds = time.monotonic() - started
 
     # 4. optimizer, schedule, resume, and the loop
     batches_per_epoch = -(-len(train_data) // config.batch_size)
@@ -301,7 +307,7 @@ def train_dpo(
     if loop.run():
         log.info("stopped at step %d; checkpoint saved", state.step)
         return DPOResult(out_dir=out_dir, metrics=loop.metrics, step=state.step, stopped=True)
-    metrics = loop.metrics
+    metrics = loop.metrics | {"time/reference_seconds": reference_seconds}
     if eval_data and "accuracy/eval" not in metrics:
         metrics |= evaluate_held_out()
 

@@ -37,6 +37,7 @@ def dpo_config(ctx: Any, job: ClaimedJob) -> DPOConfig:
         eval_fraction=float(c["eval_fraction"]),
         kl_samples=int(c["kl_samples"]),
         max_new_tokens=int(c["max_new_tokens"]),
+        gradient_checkpointing=bool(c["gradient_checkpointing"]),
         seed=int(c["seed"]),
     )
 

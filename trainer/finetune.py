@@ -43,13 +43,19 @@ class TrainablePolicy:
     """Where the starting weights came from (the reference of DPO and of the KL it reports)."""
 
 
-def load_trainable_policy(spec: str, cache_dir: str | Path, lora: LoraSettings) -> TrainablePolicy:
+def load_trainable_policy(
+    spec: str, cache_dir: str | Path, lora: LoraSettings, *, gradient_checkpointing: bool = False
+) -> TrainablePolicy:
     """The policy in float32 on the CPU (accelerate moves it and handles mixed precision), dropout off so
-    that the same tokens get the same log-probs in every pass, and with LoRA adapters when lora_r > 0."""
+    that the same tokens get the same log-probs in every pass, and with LoRA adapters when lora_r > 0.
+    Gradient checkpointing trades a second forward per layer for not keeping its activations."""
     model_dir = resolve_model_dir(spec, Path(cache_dir).expanduser())
     loaded = load_policy(model_dir, device="cpu", dtype=torch.float32)
     model = loaded.model
     disable_dropout(model)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
     if lora.lora_r:
         model = add_lora(model, lora)
     model.train()
@@ -102,14 +108,25 @@ def pad_batch(sequences: Sequence[tuple[list[int], list[int]]], pad_id: int) -> 
 
 
 def answer_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per sequence: the summed log-probs of its answer tokens (B,) and how many there are (B,)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-    labels = batch["labels"][:, 1:]
-    mask = labels != IGNORE
-    targets = labels.masked_fill(~mask, 0)
+    """Per sequence: the summed log-probs of its answer tokens (B,) and how many there are (B,).
+
+    Only the positions from the batch's earliest answer token on get logits (``logits_to_keep``, as PPO's
+    forward does): the vocabulary projection of the prompts' positions, which nothing uses, is much of a
+    small model's forward and memory when prompts are long (SmolLM2: 49k logits a position)."""
+    labels = batch["labels"]
+    answer = labels != IGNORE
+    width = labels.shape[1]
+    first = int(torch.where(answer.any(1), answer.float().argmax(1), width - 1).min().clamp(min=1))
+    logits = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        logits_to_keep=width - first + 1,
+    ).logits[:, :-1]  # predictions of tokens first .. width - 1
+    labels, answer = labels[:, first:], answer[:, first:]
+    targets = labels.masked_fill(~answer, 0)
     logits = logits.float()
     token_logprobs = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
-    return (token_logprobs * mask).sum(-1), mask.sum(-1)
+    return (token_logprobs * answer).sum(-1), answer.sum(-1)
 
 
 def split_prompt_ids(prompt_ids: Sequence[int], eval_fraction: float, seed: int) -> set[int]:

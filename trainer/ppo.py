@@ -67,7 +67,8 @@ from trainer.ppo_rollout import (
     prompt_indices,
     render_prompts,
 )
-from trainer.reward_model import PREFLAB_JSON, RewardScorer
+from trainer.reward_mix import reward_scorer
+from trainer.reward_model import PREFLAB_JSON
 
 log = logging.getLogger("preflab.ppo")
 
@@ -109,9 +110,7 @@ def train_ppo(
             policy_dir, local_files_only=True, dtype=torch.float32
         )
         reference.to(device).eval().requires_grad_(False)
-    scorer = RewardScorer(
-        reward_dir, device, config.reward_max_length, label=config.reward_label, reads=config.reward_input
-    )
+    scorer = reward_scorer(config, reward_dir, device, out_dir)
     value_model = build_value_model(policy_dir, reward_dir, tokenizer, scorer.tokenizer)
     for model in (policy, reference, value_model):
         if model is not None:
@@ -244,6 +243,7 @@ def train_ppo(
             metrics = {
                 "step": step,
                 "reward/score": raw_scores.mean().item(),
+                **getattr(scorer, "components", {}),  # a mix of rewards: each one's standardised mean
                 "reward/score_penalised": scores.mean().item(),
                 "reward/missing_eos": 1.0 - rollout.finished.float().mean().item(),
                 "objective/kl": mean_kl,

@@ -85,6 +85,14 @@ class PPOConfig:
     reward_input: str = "chat"
     """What the reward model reads: "chat" (prompt and completion, as PrefLab trains them) or
     "completion" (the completion alone, as an outside classifier was trained to)."""
+    reward_name: str = "reward model"
+    """The reward model's curve on the run page when several rewards are mixed."""
+    reward_weight: float = 1.0
+    """The reward model's weight in a mix (``extra_rewards``); unused alone."""
+    extra_rewards: list[dict] = field(default_factory=list)
+    """Further rewards mixed in: ``{"directory", "weight", "name", "label", "reads"}`` each. With any, every
+    reward is standardised against the starting policy's scores and the weighted sum is the reward
+    (trainer/reward_mix.py)."""
     reward_max_length: int | None = None
     """Reward-model input cap; None: the ``max_length`` in the RM's preflab.json, else 512."""
     max_grad_norm: float | None = 1.0

@@ -53,6 +53,19 @@ def ppo_config(ctx: Any, job: ClaimedJob) -> PPOConfig:
         # absent from jobs queued before models could be imported: a reward model trained here
         reward_label=int(c["reward_label"]) if c.get("reward_label") is not None else None,
         reward_input=str(c.get("reward_input", "chat")),
+        # absent from jobs queued before rewards could be mixed: the one reward model
+        reward_name=str(c.get("reward_name", "reward model")),
+        reward_weight=float(c.get("reward_weight", 1.0)),
+        extra_rewards=[
+            {
+                "directory": str(ctx.model_path(e["artifact"])),
+                "weight": float(e["weight"]),
+                "name": str(e["name"]),
+                "label": e["label"],
+                "reads": str(e["reads"]),
+            }
+            for e in c.get("extra_reward_entries", [])
+        ],
         **optional,
     )
 

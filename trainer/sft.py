@@ -62,6 +62,7 @@ class SFTConfig:
     lora_r: int = 0
     lora_alpha: int = 16
     lora_target_modules: str = "all-linear"
+    gradient_checkpointing: bool = False
     eval_fraction: float = 0.1
     seed: int = 0
     warmup_ratio: float = 0.03
@@ -116,7 +117,9 @@ def train_sft(
         mixed_precision=mixed_precision(config.mixed_precision),
     )
     set_seed(config.seed)
-    policy = load_trainable_policy(config.policy, config.cache_dir, config)
+    policy = load_trainable_policy(
+        config.policy, config.cache_dir, config, gradient_checkpointing=config.gradient_checkpointing
+    )
     tokenizer, model = policy.tokenizer, policy.model
     encode = lambda d: encode_answer(tokenizer, d.prompt, d.answer, config.max_length)  # noqa: E731
     train_data = [encode(d) for d in train_demos]

@@ -31,6 +31,7 @@ def sft_config(ctx: Any, job: ClaimedJob) -> SFTConfig:
         max_length=int(c["max_length"]),
         lora_r=int(c["lora_r"]),
         eval_fraction=float(c["eval_fraction"]),
+        gradient_checkpointing=bool(c["gradient_checkpointing"]),
         seed=int(c["seed"]),
     )
 

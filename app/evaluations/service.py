@@ -151,7 +151,8 @@ def queue_round_generation(
 
 
 def starting_policy(candidate: ModelVersion, job: Job | None) -> str | int:
-    """The policy a candidate's PPO run started from: the run's `policy`, else the version's base model."""
+    """The policy a candidate's training run (PPO, DPO, SFT) started from: the run's `policy`, else the
+    version's base model."""
     if job is not None and job.config.get("policy") is not None:
         return job.config["policy"]
     return candidate.base_model

@@ -28,7 +28,10 @@ class Chart:
 
 
 def metric_chart(title: str, events: list[Any], keys: list[str]) -> Chart | None:
-    """One chart of `keys` against the event's `step` (or its order); None when no event has them."""
+    """One chart of `keys` against the event's `step` (or its order); None when no event has them. A key
+    ending in `*` stands for every metric that starts with the rest (`reward/component/*`: one line per
+    reward of a mix, whatever their names)."""
+    keys = _expanded(keys, events)
     series = {
         key: [
             (_step(e, i), float(e.metrics[key]))
@@ -64,6 +67,17 @@ def metric_chart(title: str, events: list[Any], keys: list[str]) -> Chart | None
     ]
     ticks = [(sy(y0 + (y1 - y0) * t / 4), f"{y0 + (y1 - y0) * t / 4:.3g}") for t in range(5)]
     return Chart(title=title, lines=lines, y_ticks=ticks, x_label=f"step {x0:g} to {x1:g}")
+
+
+def _expanded(keys: list[str], events: list[Any]) -> list[str]:
+    expanded: list[str] = []
+    for key in keys:
+        if key.endswith("*"):
+            prefix = key[:-1]
+            expanded += sorted({name for e in events for name in e.metrics if name.startswith(prefix)})
+        else:
+            expanded.append(key)
+    return expanded
 
 
 def _step(event: Any, index: int) -> float:

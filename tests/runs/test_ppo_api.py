@@ -246,3 +246,47 @@ def test_the_run_page_says_when_the_reward_model_scores_cut_off_answers() -> Non
     notice = truncation_notice({"step": 1, "reward/missing_eos": 1.0}, config)
     assert "100% of the first step's completions reached max_new_tokens (48)" in notice
     assert truncation_notice({"step": 1, "reward/missing_eos": 0.5}, config) is None
+
+
+def test_a_ppo_run_may_mix_in_further_rewards(client, admin, make_account) -> None:
+    from tests.helpers import AT_CHANCE, registered_reward_model
+    from tests.labeling.conftest import seed_ready_prompts
+
+    worker = make_account("worker")
+    project = create_project(client, admin)
+    seed_ready_prompts(client, admin, project["id"], n=6, k=4)
+    url = f"/api/v1/projects/{project['id']}/train/ppo"
+    helpful = registered_reward_model(client, admin, worker, project["id"])
+    safety = registered_reward_model(client, admin, worker, project["id"])
+    weak = registered_reward_model(client, admin, worker, project["id"], metrics=AT_CHANCE)
+    for extra, field, code in [
+        ([{"model": helpful}], "extra_rewards.0.model", None),
+        ([{"model": safety}, {"model": safety}], "extra_rewards.1.model", None),
+        ([{"model": 987654}], "extra_rewards.0.model", "unknown_model"),
+        ([{"model": safety, "weight": 1000}], "extra_rewards.0.weight", "validation_failed"),
+    ]:
+        body = {"reward_model": helpful, "extra_rewards": extra}
+        error = assert_error(client.post(url, json=body, headers=admin.headers), 422, code)
+        assert error["details"]["field"] == field, (extra, error)
+    refused = client.post(
+        url, json={"reward_model": helpful, "extra_rewards": [{"model": weak}]}, headers=admin.headers
+    )
+    assert_error(refused, 409, "reward_model_at_chance")
+    body = {
+        "reward_model": helpful,
+        "reward_weight": 2.0,
+        "extra_rewards": [{"model": safety, "weight": -0.5}],
+    }
+    assert client.post(url, json=body, headers=admin.headers).status_code == 202
+    config = client.post(
+        "/api/v1/worker/claim", json={"kinds": ["ppo"], "worker": "w"}, headers=worker.headers
+    ).json()["config"]
+    assert config["reward_weight"] == 2.0 and config["reward_name"] == f"model {helpful}"
+    (entry,) = config["extra_reward_entries"]
+    assert entry == {
+        "artifact": f"reward/job-{entry['artifact'].split('-')[-1]}",
+        "name": f"model {safety}",
+        "label": None,
+        "reads": "chat",
+        "weight": -0.5,
+    }

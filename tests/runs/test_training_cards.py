@@ -299,3 +299,27 @@ def test_training_forms_show_and_send_the_api_defaults(client, admin, make_accou
     assert fixed.status_code == 303, fixed.text
     job = client.post("/api/v1/worker/claim", json={"kinds": ["ppo"], "worker": "w"}, headers=worker.headers)
     assert job.json()["config"]["target_kl"] is None
+
+
+def test_the_ppo_card_mixes_in_a_second_reward(client, admin, make_account) -> None:
+    from tests.helpers import registered_reward_model
+    from tests.labeling.conftest import seed_ready_prompts
+
+    worker = make_account("worker")
+    project = create_project(client, admin)
+    seed_ready_prompts(client, admin, project["id"], n=6, k=4)
+    first = registered_reward_model(client, admin, worker, project["id"])
+    second = registered_reward_model(client, admin, worker, project["id"])
+    csrf = browser_login(client, admin)
+    assert 'name="extra_reward"' in client.get(f"/projects/{project['id']}").text
+    action = f"/projects/{project['id']}/train/ppo"
+    form = {"csrf_token": csrf, "reward_model": str(first), "extra_reward": str(second)}
+    refused = client.post(action, data={**form, "extra_weight": "lots"})
+    assert refused.status_code == 422 and 'id="ppo-error"' in refused.text and 'value="lots"' in refused.text
+    started = client.post(action, data={**form, "extra_weight": "-0.5"}, follow_redirects=False)
+    assert started.status_code == 303, started.text
+    claimed = client.post(
+        "/api/v1/worker/claim", json={"kinds": ["ppo"], "worker": "w"}, headers=worker.headers
+    )
+    (entry,) = claimed.json()["config"]["extra_reward_entries"]
+    assert entry["weight"] == -0.5 and entry["name"] == f"model {second}"

@@ -130,3 +130,20 @@ def test_a_stopped_sft_run_resumes_from_its_checkpoint(tiny_model_dir, tmp_path)
     finished = train_sft(config(tiny_model_dir, epochs=3), demonstrations(), out, on_metrics=seen.append)
     assert not finished.stopped and finished.step == 6
     assert [m["step"] for m in seen if "loss/train" in m] == [4, 5, 6], "resumed, not restarted"
+
+
+def test_answer_logprobs_match_a_full_log_softmax_over_every_position(tiny_policy):
+    from trainer.finetune import answer_logprobs
+
+    tokenizer, model = tiny_policy.tokenizer, tiny_policy.model
+    chats = [[{"role": "user", "content": "tell me a joke " * n}] for n in (1, 4)]
+    sequences = [encode_answer(tokenizer, chat, "a cat sat on a mat", 64) for chat in chats]
+    batch = pad_batch(sequences, tokenizer.pad_token_id)
+    summed, counts = answer_logprobs(model, batch)
+    full = torch.log_softmax(
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, -1
+    )
+    for row, (prompt, answer) in enumerate(sequences):
+        expected = sum(full[row, len(prompt) + i - 1, token].item() for i, token in enumerate(answer))
+        assert summed[row].item() == pytest.approx(expected, abs=1e-4)
+        assert counts[row].item() == len(answer)

@@ -41,5 +41,9 @@ class DPOTrainRequest(BaseModel):
     max_new_tokens: int | None = Field(
         None, ge=1, le=4096, description="Length of those completions; null: the project's"
     )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute activations in the backward pass: less memory, one more forward per step",
+    )
     seed: int = Field(0, ge=0)
     filters: TrainingFilters = Field(default_factory=TrainingFilters)

@@ -15,6 +15,7 @@ KIND = register(
         title="PPO",
         charts=[
             ("Reward", ["reward/score"]),
+            ("Each reward, standardised (a mix of rewards)", ["reward/component/*"]),
             ("KL to the reference", ["objective/kl"]),
             ("Entropy per token", ["objective/entropy_per_token"]),
             ("Held-out reward and KL", ["eval/reward", "eval/kl"]),

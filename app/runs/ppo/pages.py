@@ -34,6 +34,8 @@ def start_ppo_run(
     target_kl: Annotated[str, Form()] = "",
     kl_horizon: Annotated[str, Form()] = "",
     lora_r: Annotated[str, Form()] = "",
+    extra_reward: Annotated[str, Form()] = "",
+    extra_weight: Annotated[str, Form()] = "",
     fixed_kl: Annotated[bool, Form()] = False,
     force: Annotated[bool, Form()] = False,
 ):
@@ -51,6 +53,8 @@ def start_ppo_run(
     }
     typed = typed_text | {
         "reward_model": reward_model,
+        "extra_reward": extra_reward,
+        "extra_weight": extra_weight,
         "fixed_kl": ["true"] * fixed_kl,
         "force": ["true"] * force,
     }
@@ -60,6 +64,8 @@ def start_ppo_run(
             fields["policy"] = parse_id(fields["policy"]) or fields["policy"]
         if fixed_kl:
             fields["target_kl"] = None  # a fixed beta: kl_coef throughout
+        if extra_reward.strip():  # one mixed-in reward from the card (the API takes up to four)
+            fields["extra_rewards"] = [{"model": extra_reward.strip(), "weight": extra_weight.strip() or 1.0}]
         body = PPOTrainRequest(reward_model=reward_model or None, **fields, force=force)
         job = service.queue_ppo_training(session, project=project, request=body, created_by_id=admin.id)
     except (ValidationError, PrefLabError) as error:

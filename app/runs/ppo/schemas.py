@@ -5,6 +5,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.ids import Id
 
 
+class ExtraReward(BaseModel):
+    """A further reward mixed into PPO's (e.g. a safety classifier beside the project's reward model)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Id = Field(description="Id of a registered reward model version (trained here or imported)")
+    weight: float = Field(1.0, ge=-100, le=100, description="Its weight in the sum of standardised rewards")
+
+
 class PPOTrainRequest(BaseModel):
     """`POST /projects/{id}/train/ppo`. Defaults suit the bundled 135M policy on a CPU (under an hour on
     two cores; minutes on a GPU)."""
@@ -12,6 +21,16 @@ class PPOTrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reward_model: Id = Field(description="Id of a registered reward model version")
+    extra_rewards: list[ExtraReward] = Field(
+        default_factory=list,
+        max_length=4,
+        description="Further rewards: with any, each reward (reward_model's too) is standardised by the "
+        "mean and std it gives the starting policy's completions, and PPO maximises their weighted sum; "
+        "the run page draws each one's curve",
+    )
+    reward_weight: float = Field(
+        1.0, ge=-100, le=100, description="reward_model's weight when extra_rewards are mixed in"
+    )
     policy: str | Id = Field(
         "default", description='"default" (the bundled policy) or the id of a registered policy version'
     )

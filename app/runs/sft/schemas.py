@@ -37,5 +37,9 @@ class SFTTrainRequest(BaseModel):
     eval_fraction: float = Field(
         0.1, ge=0, le=0.5, description="Share of prompts whose demonstrations are held out for the loss"
     )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute activations in the backward pass: less memory, one more forward per step",
+    )
     seed: int = Field(0, ge=0)
     filters: DemonstrationFilters = Field(default_factory=DemonstrationFilters)
