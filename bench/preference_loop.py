@@ -15,6 +15,8 @@ For each preference, on a fresh SQLite database (the converted default model is 
    accuracy with the 95% interval and the counts it was measured on;
 4. PPO with the API's defaults (``force`` when the reward model is at chance, so the run is measured
    anyway; the verdict is reported): held-out reward before/after, KL, which checkpoint, stop reason;
+   or with ``--method dpo``, DPO on the same comparisons (``--dpo`` JSON, default the API's): held-out
+   preference accuracy, KL to the reference, minutes;
 5. a blind evaluation round on ``--eval-prompts`` fresh prompts (never ranked, never trained on: a
    project of their own), the new policy against the default, judged by the same preference without
    noise (equal scores tie): wins, ties, losses, win rate with its 95% interval.
@@ -54,6 +56,13 @@ def main() -> None:
     parser.add_argument("--reward-epochs", type=int, default=None, help="default: the API's")
     parser.add_argument("--reward-lr", type=float, default=None, help="default: the API's")
     parser.add_argument("--ppo", default="{}", help="JSON merged into the PPO request (default: the API's)")
+    parser.add_argument(
+        "--method",
+        choices=["ppo", "dpo"],
+        default="ppo",
+        help="reward model + PPO, or DPO on the comparisons",
+    )
+    parser.add_argument("--dpo", default="{}", help="the DPO request as JSON (default: the API's)")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/preflab-pref"))
     parser.add_argument("--out", type=Path, default=Path("/tmp/preflab-pref/results.jsonl"))
     parser.add_argument("--seed", type=int, default=0)
@@ -61,7 +70,7 @@ def main() -> None:
         "--reuse",
         action="store_true",
         help="keep each preference's database from an earlier run: skip steps 1-3 (its project, rankings "
-        "and newest reward model) and run PPO and the blind round again, to compare PPO settings",
+        "and newest reward model) and run PPO (or DPO) and the blind round again, to compare settings",
     )
     args = parser.parse_args()
 
@@ -76,14 +85,36 @@ def main() -> None:
         rows.append(row)
         with args.out.open("a") as out:
             out.write(json.dumps(row) + "\n")
-    header = ["preference", "prompts", "RM held-out accuracy", "PPO reward", "KL", "win rate"]
+    header = [
+        "preference",
+        "prompts",
+        "method",
+        "RM held-out accuracy",
+        "PPO reward",
+        "KL",
+        "minutes",
+        "win rate",
+    ]
     print("\n" + " | ".join(header))
     for r in rows:
-        ppo = f"{r['reward_before']:+.3f} -> {r['reward_after']:+.3f}"
+        ppo = (
+            f"{r['reward_before']:+.3f} -> {r['reward_after']:+.3f}"
+            if r["reward_before"] is not None
+            else "-"
+        )
         win = f"{r['win_rate']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
         print(
             " | ".join(
-                [r["preference"], str(r["prompts"]), r["reward_model"], ppo, f"{r['kl_after']:.2f}", win]
+                [
+                    r["preference"],
+                    str(r["prompts"]),
+                    r["method"],
+                    r["reward_model"],
+                    ppo,
+                    f"{r['kl_after']:.2f}",
+                    f"{r['training_minutes']}",
+                    win,
+                ]
             )
         )
 
@@ -128,21 +159,35 @@ def run_one(name: str, train_prompts: list[str], fresh_prompts: list[str], args)
         else:
             pid, reward, ranked = label_and_train(api, admin, name, train_prompts, generation, args, stages)
 
-        # 4. PPO (forced at chance, so it is measured either way)
+        # 4. PPO (forced at chance, so it is measured either way), or DPO on the same comparisons
         started = time.monotonic()
-        body = {"reward_model": reward["id"], "force": not reward["better_than_chance"]} | json.loads(
-            args.ppo
-        )
-        ppo_job = api.wait_job(api.post(f"/projects/{pid}/train/ppo", body)["job_id"], timeout=7200)
-        m = ppo_job["metrics"]
-        stage(
-            stages,
-            "PPO",
-            started,
-            f"held-out reward {m['eval/reward_before']:+.3f} -> {m['eval/reward_after']:+.3f}, "
-            f"KL {m['eval/kl_after']:.2f}, checkpoint {m.get('checkpoint')} "
-            f"(step {m.get('checkpoint_step')}), stop {m.get('stop_reason')}",
-        )
+        if args.method == "dpo":
+            body = json.loads(args.dpo)
+            ppo_job = api.wait_job(api.post(f"/projects/{pid}/train/dpo", body)["job_id"], timeout=7200)
+            m = ppo_job["metrics"]
+            stage(
+                stages,
+                "DPO",
+                started,
+                f"held-out preference accuracy {m['accuracy/eval']:.3f} "
+                f"[{m['accuracy/eval_low']:.2f}, {m['accuracy/eval_high']:.2f}], "
+                f"KL {m['eval/kl']:.2f}, {m['step']} steps",
+            )
+        else:
+            body = {"reward_model": reward["id"], "force": not reward["better_than_chance"]} | json.loads(
+                args.ppo
+            )
+            ppo_job = api.wait_job(api.post(f"/projects/{pid}/train/ppo", body)["job_id"], timeout=7200)
+            m = ppo_job["metrics"]
+            stage(
+                stages,
+                "PPO",
+                started,
+                f"held-out reward {m['eval/reward_before']:+.3f} -> {m['eval/reward_after']:+.3f}, "
+                f"KL {m['eval/kl_after']:.2f}, checkpoint {m.get('checkpoint')} "
+                f"(step {m.get('checkpoint_step')}), stop {m.get('stop_reason')}",
+            )
+        training_minutes = round((time.monotonic() - started) / 60, 1)
 
         # 5. the blind round on fresh prompts, judged by the preference without noise
         started = time.monotonic()
@@ -181,12 +226,15 @@ def run_one(name: str, train_prompts: list[str], fresh_prompts: list[str], args)
         "preference": name,
         "prompts": len(train_prompts),
         "rankings": ranked,
-        "ppo": json.loads(args.ppo),
+        "method": args.method,
+        "settings": json.loads(args.dpo if args.method == "dpo" else args.ppo),
         "reward_model": reward["held_out"],
         "better_than_chance": reward["better_than_chance"],
-        "reward_before": m["eval/reward_before"],
-        "reward_after": m["eval/reward_after"],
-        "kl_after": m["eval/kl_after"],
+        "reward_before": m.get("eval/reward_before"),
+        "reward_after": m.get("eval/reward_after"),
+        "kl_after": m.get("eval/kl_after", m.get("eval/kl")),
+        "dpo_accuracy": m.get("accuracy/eval"),
+        "training_minutes": training_minutes,
         "checkpoint": m.get("checkpoint"),
         "checkpoint_step": m.get("checkpoint_step"),
         "stop_reason": m.get("stop_reason"),

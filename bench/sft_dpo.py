@@ -2,7 +2,7 @@
 preference accuracy, on the same model, data and settings.
 
     make bench-env
-    .venv-bench/bin/python bench/sft_dpo.py speed [--pairs 16] [--batch 4] [--max-length 192] \\
+    .venv-bench/bin/python bench/sft_dpo.py speed [--batch 4] [--max-length 192] \\
         [--warmup 1] [--steps 3] [--trainers sft-preflab,sft-trl,dpo-preflab,dpo-trl]
     .venv-bench/bin/python bench/sft_dpo.py accuracy [--train 128] [--eval 64] [--epochs 1] [--lr 1e-6]
 
@@ -85,9 +85,12 @@ def fitting_pairs(args: argparse.Namespace, tokenizer) -> tuple[list[PreferenceP
     held_out = split_prompt_ids([p.prompt_id for p in pairs], 0.2, args.seed)
     train = [p for p in pairs if p.prompt_id not in held_out]
     evaluation = [p for p in pairs if p.prompt_id in held_out]
-    wanted_train = args.train if args.mode == "accuracy" else args.pairs
+    if args.mode == "speed":  # exactly the pairs the timed run reads, and no held-out pass to time
+        wanted_train, wanted_eval = args.pairs or (args.warmup + args.steps) * args.batch, 0
+    else:
+        wanted_train, wanted_eval = args.train, args.eval
     train = train[:: max(1, len(train) // wanted_train)][:wanted_train]
-    evaluation = evaluation[:: max(1, len(evaluation) // max(args.eval, 1))][: args.eval]
+    evaluation = evaluation[:: max(1, len(evaluation) // max(wanted_eval, 1))][:wanted_eval]
     return train, evaluation
 
 
@@ -290,7 +293,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["speed", "accuracy"])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--pairs", type=int, default=16, help="speed: training pairs")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="speed: training pairs (default: (warm-up + timed steps) x batch)",
+    )
     parser.add_argument("--train", type=int, default=128, help="accuracy: training pairs")
     parser.add_argument("--eval", type=int, default=64, help="held-out pairs (DPO's preference accuracy)")
     parser.add_argument("--batch", type=int, default=4)
@@ -332,7 +340,7 @@ def main() -> None:
         f"threads {args.threads}, load average {os.getloadavg()[0]:.2f}; {args.mode}: batch {args.batch}, "
         f"max length {args.max_length}, lr {args.lr}, beta {args.beta}, "
         + (
-            f"{args.warmup} warm-up + {args.steps} timed steps on {args.pairs} pairs"
+            f"{args.warmup} warm-up + {args.steps} timed steps"
             if args.mode == "speed"
             else f"{args.epochs} epoch(s) on {args.train} pairs, {args.eval} held out"
         )

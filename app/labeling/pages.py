@@ -24,7 +24,7 @@ from app.dependencies import AdminUser, Caller, CallerDep, LabelerUser, SessionD
 from app.errors import InvalidInput, PrefLabError
 from app.forms import FormRefused, as_domain_error
 from app.ids import Id, parse_id
-from app.labeling import demonstrations, service
+from app.labeling import answers, demonstrations, service
 from app.labeling.dependencies import OwnAssignment
 from app.labeling.models import Assignment
 from app.labeling.schemas import DemonstrationIn, RankingIn, RewriteIn
@@ -115,7 +115,7 @@ def submit_ranking_form(
     scope = _scope_from_form(session, form)
     try:
         body = ranking_from_form(form, assignment=assignment)
-        _, comparisons, rewrite = service.submit_ranking(session, assignment=assignment, body=body)
+        _, comparisons, rewrite = answers.submit_ranking(session, assignment=assignment, body=body)
     except (ValidationError, PrefLabError) as error:
         raise _refused(
             request, error, labeler=labeler, assignment=assignment, scope=scope, form=form
@@ -145,7 +145,7 @@ def submit_demonstration_form(
             edited_from=_integer(str(form.get("edited_from") or "")),
             seconds_spent=_seconds_spent(form.get("seconds_spent"), assignment),
         )
-        service.submit_demonstration(session, assignment=assignment, body=body)
+        answers.submit_demonstration(session, assignment=assignment, body=body)
     except (ValidationError, PrefLabError) as error:
         raise _refused(
             request, error, labeler=labeler, assignment=assignment, scope=scope, form=form
@@ -167,7 +167,7 @@ def skip_form(
 ):
     scope = _scope_from_form(session, form)
     try:
-        service.skip(session, assignment=assignment)
+        answers.skip(session, assignment=assignment)
     except PrefLabError as error:
         raise _refused(
             request, error, labeler=labeler, assignment=assignment, scope=scope, form=None

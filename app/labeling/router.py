@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from app.dependencies import LabelerUser, SessionDep, SettingsDep
 from app.ids import Id
-from app.labeling import service
+from app.labeling import answers, service
 from app.labeling.dependencies import OwnAssignment
 from app.labeling.schemas import (
     DemonstrationCreated,
@@ -42,7 +42,7 @@ def my_progress(labeler: LabelerUser, session: SessionDep, project_id: Id | None
     "/assignments/{assignment_id}/ranking", status_code=status.HTTP_201_CREATED, response_model=RankingCreated
 )
 def submit_ranking(assignment: OwnAssignment, body: RankingIn, session: SessionDep):
-    ranking, comparisons, rewrite = service.submit_ranking(session, assignment=assignment, body=body)
+    ranking, comparisons, rewrite = answers.submit_ranking(session, assignment=assignment, body=body)
     return RankingCreated(
         ranking_id=ranking.id, comparisons=comparisons, demonstration_id=rewrite.id if rewrite else None
     )
@@ -55,11 +55,11 @@ def submit_ranking(assignment: OwnAssignment, body: RankingIn, session: SessionD
 )
 def submit_demonstration(assignment: OwnAssignment, body: DemonstrationIn, session: SessionDep):
     """The answer to a `demonstrate` task: written, or edited from one of the task's completions."""
-    demonstration = service.submit_demonstration(session, assignment=assignment, body=body)
+    demonstration = answers.submit_demonstration(session, assignment=assignment, body=body)
     return DemonstrationCreated(demonstration_id=demonstration.id)
 
 
 @router.post("/assignments/{assignment_id}/skip", status_code=status.HTTP_204_NO_CONTENT)
 def skip(assignment: OwnAssignment, session: SessionDep):
-    service.skip(session, assignment=assignment)
+    answers.skip(session, assignment=assignment)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
