@@ -5,6 +5,7 @@ from typing import Any
 from alembic import context
 
 from app.db import UTCDateTime, make_engine
+from app.migrate import sqlite_foreign_keys
 from app.models import Base
 
 config = context.config
@@ -44,9 +45,18 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
+    # `alembic upgrade` run by hand: as app.migrate.upgrade_to does, foreign keys off on SQLite while its
+    # batch mode copies and drops tables (the drop would cascade to every referencing row)
     engine = make_engine(database_url())
     with engine.connect() as connection:
-        _run(connection)
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            sqlite_foreign_keys(connection, enforced=False)
+        try:
+            _run(connection)
+        finally:
+            if sqlite:
+                sqlite_foreign_keys(connection, enforced=True)
     engine.dispose()
 
 
