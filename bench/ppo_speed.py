@@ -4,7 +4,7 @@
     .venv-bench/bin/pip install --no-deps --target .venv-bench/trl-1.12 trl==1.12.0
     PYTHONPATH=.venv-bench/trl-1.12 .venv-bench/bin/python bench/ppo_speed.py [--data DIR] \\
         [--batch 8] [--minibatch 4] [--ppo-epochs 4] [--new-tokens 48] [--temperature 0.7] [--lr 1e-5] \\
-        [--warmup 1] [--steps 4] [--threads N] [--seed 0] [--order preflab,trl]
+        [--warmup 1] [--steps 4] [--threads N] [--seed 0] [--order preflab,trl] [--memory]
 
 TRL: ``PPOTrainer`` lived in ``trl.experimental.ppo`` from TRL 1.0 to 1.12 and was removed in 1.13
 (huggingface/trl#7020). ``.venv-bench`` keeps TRL 1.16 for the reward benches, so TRL 1.12 is installed
@@ -59,7 +59,9 @@ forward with gradients (scoring: reference and value forwards, reward model, rew
 there to the step end (update).
 "other" is the rest of the step. "decode steps" is the width of the sampled block (the longest
 completion in the batch, EOS included); "tokens" the mean completion length up to EOS. Both run in this
-one process, one after the other (--order; ours first by default).
+one process, one after the other (--order; ours first by default); with --memory each runs in a process
+of its own instead, which then reports its peak resident memory (``ru_maxrss``: model copies, optimizer
+state, activations, allocator slack).
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -326,6 +330,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--order", default="preflab,trl", help="which trainer runs first: preflab,trl or trl,preflab"
     )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="run each trainer in a subprocess of its own and report its peak resident memory (ru_maxrss)",
+    )
+    parser.add_argument("--only", choices=["preflab", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.warmup < 1 or args.batch % args.minibatch:
         parser.error("--warmup must be >= 1 and --minibatch must divide --batch")
@@ -372,12 +383,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ppo-speed-rm-") as rm_dir:
         make_reward_model(policy_dir, Path(rm_dir), args.seed)
         results = {}
-        for name in args.order.split(","):
-            run = {"preflab": run_ours, "trl": run_trl}[name]
-            results[name] = run(args, policy_dir, Path(rm_dir), prompts)
+        for name in [args.only] if args.only else args.order.split(","):
+            if args.memory and not args.only:  # a process of its own: its peak RSS is this trainer's
+                results[name] = run_in_subprocess(name)
+            else:
+                run = {"preflab": run_ours, "trl": run_trl}[name]
+                results[name] = run(args, policy_dir, Path(rm_dir), prompts)
             print(
                 f"{name} done, load average {os.getloadavg()[0]:.2f}: {json.dumps(results[name])}", flush=True
             )
+    if args.only:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+        args.result.write_text(json.dumps(results[args.only] | {"peak_rss_mb": peak}))
+        return
     ours, theirs = results["preflab"], results["trl"]
     header = ("trainer", "s/step", "generation", "scoring", "update", "other", "decode steps", "tokens")
     print("{:<8} {:>7} {:>10} {:>8} {:>7} {:>6} {:>12} {:>6}".format(*header))
@@ -388,6 +406,20 @@ def main() -> None:
             f"{other:>6.2f} {r['decode_steps']:>12.1f} {r['tokens']:>6.1f}"
         )
     print(f"TRL s/step / ours s/step = {theirs['step'] / ours['step']:.2f}x (> 1: ours faster)")
+    if args.memory:
+        print(
+            f"peak resident memory: ours {ours['peak_rss_mb']:.0f} MB, TRL {theirs['peak_rss_mb']:.0f} MB "
+            f"(ours / TRL = {ours['peak_rss_mb'] / theirs['peak_rss_mb']:.2f}x)"
+        )
+
+
+def run_in_subprocess(name: str) -> dict:
+    """This script again with --only NAME: its result, with the peak RSS of that process alone."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run(
+            [sys.executable, __file__, *sys.argv[1:], "--only", name, "--result", out.name], check=True
+        )
+        return json.loads(Path(out.name).read_text())
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ reference (the starting policy) is higher on the chosen answer than on the rejec
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import shutil
@@ -37,6 +36,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from trainer.checkpoint import CHECKPOINT_DIR
 from trainer.data import PreferencePair
+from trainer.dpo_reference import REFERENCE_FILE, reference_logps
 from trainer.finetune import (
     Loop,
     answer_logprobs,
@@ -56,7 +56,6 @@ from trainer.policy_kl import sampled_kl
 log = logging.getLogger("preflab.dpo")
 
 RESUME_IGNORED_FIELDS = ("checkpoint_every", "log_every", "keep_checkpoint", "kl_samples", "max_new_tokens")
-REFERENCE_FILE = "reference_logps.pt"
 LOSS_TYPES = ("sigmoid", "ipo")
 
 
@@ -199,9 +198,20 @@ def train_dpo(
     model.to(accelerator.device)
     fingerprint = _fingerprint(pairs)
     started = time.monotonic()
-    reference = _reference_logps(
-        out_dir / REFERENCE_FILE, fingerprint, model, config, logps, train_data, eval_data
+    reference = reference_logps(
+        out_dir / REFERENCE_FILE,
+        fingerprint,
+        model,
+        config,
+        logps,
+        train_data,
+        eval_data,
+        emit=emit,
+        should_stop=stop_requested,
     )
+    if reference is None:
+        log.info("stopped while scoring the pairs under the reference; nothing to keep")
+        return DPOResult(out_dir=out_dir, stopped=True)
     reference_seconds = time.monotonic() - started
 
     # 4. optimizer, schedule, resume, and the loop
@@ -339,39 +349,6 @@ def train_dpo(
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         (out_dir / REFERENCE_FILE).unlink(missing_ok=True)
     return DPOResult(out_dir=out_dir, metrics=metrics, step=state.step)
-
-
-def _reference_logps(
-    path: Path, fingerprint: str, model, config: DPOConfig, logps, train_data, eval_data
-) -> dict:
-    """{"train"|"eval": {"chosen": (N,), "rejected": (N,)}} under the reference, from disk when a previous
-    attempt on the same data computed them."""
-    if path.is_file():
-        saved = torch.load(path, weights_only=True)
-        if saved.get("fingerprint") == fingerprint and saved.get("loss_type") == config.loss_type:
-            return saved["logps"]
-    model.eval()
-    result = {}
-    with torch.no_grad(), _adapters_off(model, config):
-        for name, data in (("train", train_data), ("eval", eval_data)):
-            chosen, rejected = [], []
-            for start in range(0, len(data), config.batch_size):
-                c, r = logps(model, data, list(range(start, min(start + config.batch_size, len(data)))))
-                chosen.append(c.float().cpu())
-                rejected.append(r.float().cpu())
-            empty = torch.zeros(0)
-            result[name] = {
-                "chosen": torch.cat(chosen) if chosen else empty,
-                "rejected": torch.cat(rejected) if rejected else empty,
-            }
-    model.train()
-    torch.save({"fingerprint": fingerprint, "loss_type": config.loss_type, "logps": result}, path)
-    return result
-
-
-def _adapters_off(model, config: DPOConfig):
-    """With LoRA the reference is the policy with its adapters off; without, the untrained policy itself."""
-    return model.disable_adapter() if config.lora_r else contextlib.nullcontext()
 
 
 def _distinct_prompts(pairs: Sequence[PreferencePair]) -> list[list[dict[str, str]]]:

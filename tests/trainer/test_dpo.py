@@ -103,9 +103,9 @@ def test_dpo_learns_the_preference_on_held_out_prompts(tiny_model_dir, tmp_path,
 def test_a_stopped_dpo_run_resumes_with_its_stored_reference(tiny_model_dir, tmp_path):
     calls = {"n": 0}
 
-    def stop_after_two() -> bool:
+    def stop_after_two() -> bool:  # polled by the reference pass (3 batches), then before each step
         calls["n"] += 1
-        return calls["n"] > 2
+        return calls["n"] > 5
 
     out = tmp_path / "dpo"
     stopped = train_dpo(config(tiny_model_dir, epochs=2), pairs(), out, should_stop=stop_after_two)
@@ -114,3 +114,15 @@ def test_a_stopped_dpo_run_resumes_with_its_stored_reference(tiny_model_dir, tmp
     seen = []
     finished = train_dpo(config(tiny_model_dir, epochs=2), pairs(), out, on_metrics=seen.append)
     assert finished.step == 4 and [m["step"] for m in seen if "loss/train" in m] == [3, 4]
+
+
+def test_the_reference_pass_reports_its_progress_and_stops_when_asked(tiny_model_dir, tmp_path):
+    seen = []
+    stopped = train_dpo(
+        config(tiny_model_dir), pairs(), tmp_path / "dpo", on_metrics=seen.append, should_stop=lambda: True
+    )
+    assert stopped.stopped and stopped.step == 0
+    assert not (tmp_path / "dpo" / "reference_logps.pt").exists(), "a pass cut short is not kept"
+    train_dpo(config(tiny_model_dir, epochs=1), pairs(), tmp_path / "again", on_metrics=seen.append)
+    progress = [m for m in seen if "reference/pairs_scored" in m]
+    assert progress[0]["reference/pairs_scored"] == 0 and progress[0]["reference/pairs"] == len(pairs())
