@@ -29,6 +29,7 @@ def dpo_config(ctx: Any, job: ClaimedJob) -> DPOConfig:
         loss_type=str(c["loss_type"]),
         label_smoothing=float(c["label_smoothing"]),
         epochs=int(c["epochs"]),
+        max_steps=int(c["max_steps"]) if c.get("max_steps") is not None else None,
         learning_rate=float(c["learning_rate"]),
         batch_size=int(c["batch_size"]),
         gradient_accumulation_steps=int(c["gradient_accumulation_steps"]),
@@ -56,6 +57,7 @@ def run_dpo_job(ctx: Any, job: ClaimedJob) -> tuple[dict[str, Any], str]:
         ctx,
         job,
         epochs=config.epochs,
+        max_steps=config.max_steps,
         train=lambda report, should_stop, data_source: train_dpo(
             config,
             pairs,

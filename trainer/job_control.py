@@ -64,15 +64,19 @@ class StopPoller:
         self.ctx.check_stop()  # a shutdown: hand the job back; the next claim resumes from the checkpoint
 
 
-def train_reporting_epochs(ctx: Any, job: ClaimedJob, *, epochs: int, train: Any) -> dict[str, Any]:
+def train_reporting_epochs(
+    ctx: Any, job: ClaimedJob, *, epochs: int, train: Any, max_steps: int | None = None
+) -> dict[str, Any]:
     """Run ``train(report, should_stop, data_source)`` for an epoch-based job (reward model, SFT, DPO):
     its figures go out as job events with the progress its epoch implies, a stop from the browser or the
     worker ends the job the way it was stopped, and the final figures come back."""
     should_stop = StopPoller(ctx, job)
 
     def report(metrics: dict[str, Any]) -> None:
-        epoch = float(metrics.get("epoch", 0.0))
-        ctx.api.event(job, progress=min(0.99, 0.02 + 0.97 * epoch / epochs), metrics=metrics)
+        done = float(metrics.get("epoch", 0.0)) / epochs
+        if max_steps:  # a run cut short by max_steps ends before its epochs do
+            done = max(done, float(metrics.get("step", 0)) / max_steps)
+        ctx.api.event(job, progress=min(0.99, 0.02 + 0.97 * done), metrics=metrics)
 
     data_source = {"project_id": job.project_id, "export_filters": job.config.get("filters", {})}
     result = train(report, should_stop, data_source)

@@ -25,6 +25,7 @@ def sft_config(ctx: Any, job: ClaimedJob) -> SFTConfig:
         policy=str(ctx.model_path(c["policy_artifact"])) if c.get("policy_artifact") else "default",
         cache_dir=str(ctx.cache_dir),
         epochs=int(c["epochs"]),
+        max_steps=int(c["max_steps"]) if c.get("max_steps") is not None else None,
         learning_rate=float(c["learning_rate"]),
         batch_size=int(c["batch_size"]),
         gradient_accumulation_steps=int(c["gradient_accumulation_steps"]),
@@ -50,6 +51,7 @@ def run_sft_job(ctx: Any, job: ClaimedJob) -> tuple[dict[str, Any], str]:
         ctx,
         job,
         epochs=config.epochs,
+        max_steps=config.max_steps,
         train=lambda report, should_stop, data_source: train_sft(
             config,
             demonstrations,

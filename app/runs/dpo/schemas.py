@@ -24,6 +24,9 @@ class DPOTrainRequest(BaseModel):
     label_smoothing: float = Field(
         0.0, ge=0, lt=0.5, description="Assumed share of flipped labels (robust DPO; sigmoid loss only)"
     )
+    max_steps: int | None = Field(
+        None, ge=1, le=1_000_000, description="Stop after this many optimizer steps; null: run every epoch"
+    )
     epochs: int = Field(1, ge=1, le=50)
     learning_rate: float = Field(1e-6, gt=0, le=1e-2)
     max_length: int = Field(512, ge=16, le=32_768, description="Tokens of prompt + answer")

@@ -26,6 +26,9 @@ class SFTTrainRequest(BaseModel):
     base_model: str | Id = Field(
         "default", description='"default" (the bundled policy) or the id of a registered policy version'
     )
+    max_steps: int | None = Field(
+        None, ge=1, le=1_000_000, description="Stop after this many optimizer steps; null: run every epoch"
+    )
     epochs: int = Field(2, ge=1, le=50)
     learning_rate: float = Field(2e-5, gt=0, le=1e-2, description="TRL's SFTTrainer default")
     max_length: int = Field(
