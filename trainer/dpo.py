@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import shutil
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -163,6 +164,12 @@ def train_dpo(
     eval_pairs = [p for p in pairs if p.prompt_id in held_out]
     if not train_pairs:
         raise ValueError("every pair's prompt is held out for evaluation: nothing left to train on")
+    read = (
+        config.max_steps * config.batch_size * config.gradient_accumulation_steps if config.max_steps else 0
+    )
+    if 0 < read < len(train_pairs):  # cut short: train on (and score under the reference) only what is read
+        chosen = sorted(random.Random(config.seed).sample(range(len(train_pairs)), read))
+        train_pairs = [train_pairs[i] for i in chosen]
 
     # 2. the policy and the pairs as tokens: (prompt, chosen answer), (prompt, rejected answer)
     accelerator = Accelerator(

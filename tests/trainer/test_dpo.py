@@ -126,3 +126,13 @@ def test_the_reference_pass_reports_its_progress_and_stops_when_asked(tiny_model
     train_dpo(config(tiny_model_dir, epochs=1), pairs(), tmp_path / "again", on_metrics=seen.append)
     progress = [m for m in seen if "reference/pairs_scored" in m]
     assert progress[0]["reference/pairs_scored"] == 0 and progress[0]["reference/pairs"] == len(pairs())
+
+
+def test_a_run_cut_short_by_max_steps_scores_only_the_pairs_it_reads(tiny_model_dir, tmp_path):
+    seen = []
+    result = train_dpo(
+        config(tiny_model_dir, max_steps=1, epochs=5), pairs(), tmp_path / "dpo", on_metrics=seen.append
+    )
+    assert result.step == 1 and result.metrics["data/train_pairs"] == 3, "one batch of 3 pairs"
+    scored = [m for m in seen if "reference/pairs" in m]
+    assert scored[0]["reference/pairs"] == 3 + 2, "the 3 pairs read and the 2 held out"
