@@ -226,11 +226,14 @@ def train_ppo(
                     )
                     loss = pg_loss + config.vf_coef * vf_loss
                     interrupt()  # before the update: a stop never leaves a half-applied optimizer step
-                    optimizer.zero_grad()
                     accelerator.backward(loss)
                     if config.max_grad_norm is not None:
                         accelerator.clip_grad_norm_(trained, config.max_grad_norm)
                     optimizer.step()
+                    # freed at once, not at the next backward: the gradients of policy and value model
+                    # (a float32 copy of both) would otherwise sit in memory through the next minibatch's
+                    # forward and the next step's sampling and scoring
+                    optimizer.zero_grad(set_to_none=True)
                     stats += torch.tensor([pg_loss.item(), vf_loss.item(), clipfrac.item(), 1.0])
             updated = time.monotonic()
 
