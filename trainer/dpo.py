@@ -26,32 +26,29 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from transformers import get_linear_schedule_with_warmup
 
 from trainer.checkpoint import CHECKPOINT_DIR
 from trainer.data import PreferencePair
 from trainer.dpo_reference import REFERENCE_FILE, reference_logps
 from trainer.finetune import (
-    Loop,
+    FinetuneResult,
     answer_logprobs,
     encode_answer,
     load_trainable_policy,
     mixed_precision,
     pad_batch,
-    resume_state,
-    save_loop_state,
+    prepare_run,
     save_policy,
     split_prompt_ids,
 )
 from trainer.intervals import accuracy_with_interval
-from trainer.optim import fused_where_supported
 from trainer.policy_kl import sampled_kl
 
 log = logging.getLogger("preflab.dpo")
@@ -96,12 +93,7 @@ class DPOConfig:
     max_new_tokens: int = 128
 
 
-@dataclass
-class DPOResult:
-    out_dir: Path
-    metrics: dict[str, float] = field(default_factory=dict)
-    step: int = 0
-    stopped: bool = False
+DPOResult = FinetuneResult
 
 
 def dpo_loss(
@@ -222,31 +214,19 @@ def train_dpo(
     reference_seconds = time.monotonic() - started
 
     # 4. optimizer, schedule, resume, and the loop
-    batches_per_epoch = -(-len(train_data) // config.batch_size)
-    total_steps = config.max_steps or config.epochs * max(
-        1, batches_per_epoch // config.gradient_accumulation_steps
-    )
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=config.learning_rate,
-        weight_decay=config.weight_decay,
-        fused=fused_where_supported(accelerator.device),
-    )
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer,
-        num_warmup_steps=int(config.warmup_ratio * total_steps) * accelerator.num_processes,
-        num_training_steps=total_steps * accelerator.num_processes,
-    )
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     checkpoint_dir = out_dir / CHECKPOINT_DIR
-    state = resume_state(
-        accelerator, checkpoint_dir, asdict(config), ignored=RESUME_IGNORED_FIELDS, fingerprint=fingerprint
+    run = prepare_run(
+        accelerator,
+        model,
+        config,
+        n_items=len(train_data),
+        checkpoint_dir=checkpoint_dir,
+        fingerprint=fingerprint,
+        ignored=RESUME_IGNORED_FIELDS,
     )
+    model, state = run.model, run.state
     if state.step:
         log.info("resumed from %s at step %d", checkpoint_dir, state.step)
-
-    def checkpoint() -> None:
-        save_loop_state(accelerator, checkpoint_dir, state, asdict(config), fingerprint)
 
     def figures(indices, data, ref) -> tuple[torch.Tensor, dict[str, float], list[bool]]:
         """The batch's mean loss, TRL's figures, and per pair whether the chosen answer's implicit reward
@@ -302,24 +282,14 @@ def train_dpo(
             **accuracy_with_interval(correct, [p.prompt_id for p in eval_pairs]),
         }
 
-    loop = Loop(
-        accelerator=accelerator,
-        model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        state=state,
+    loop = run.loop(
+        accelerator,
+        config,
         n_items=len(train_data),
-        batch_size=config.batch_size,
-        total_steps=total_steps,
-        seed=config.seed,
-        max_grad_norm=config.max_grad_norm,
-        log_every=config.log_every,
-        checkpoint_every=config.checkpoint_every,
         loss_of=loss_of,
         evaluate=evaluate_held_out,
         emit=emit,
         should_stop=stop_requested,
-        checkpoint=checkpoint,
     )
     if loop.run():
         log.info("stopped at step %d; checkpoint saved", state.step)
@@ -329,7 +299,7 @@ def train_dpo(
         metrics |= evaluate_held_out()
 
     # 5. KL to the reference on the trained policy's own completions, then save
-    del optimizer, scheduler
+    del run, loop  # the optimizer's state goes before the KL pass loads the reference beside the policy
     prompts = _distinct_prompts(eval_pairs or train_pairs)
     if config.kl_samples:
         metrics["eval/kl"] = sampled_kl(

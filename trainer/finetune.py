@@ -17,8 +17,10 @@ import torch
 import transformers
 from accelerate import Accelerator
 from torch import nn
+from transformers import get_linear_schedule_with_warmup
 
 from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.optim import fused_where_supported
 from trainer.policy import load_policy, resolve_model_dir
 from trainer.ppo_models import add_lora, disable_dropout
 from trainer.reward_model import PREFLAB_JSON
@@ -198,6 +200,85 @@ def save_loop_state(
     save_checkpoint(
         accelerator, directory, {**asdict(state), "config": config, "data_fingerprint": fingerprint}
     )
+
+
+@dataclass
+class FinetuneResult:
+    """What an SFT or DPO run hands back."""
+
+    out_dir: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+    step: int = 0
+    stopped: bool = False
+
+
+@dataclass
+class PreparedRun:
+    """A run's optimizer and schedule prepared by accelerate, where it resumes from, and its checkpoint."""
+
+    model: nn.Module
+    optimizer: Any
+    scheduler: Any
+    state: LoopState
+    total_steps: int
+    checkpoint: Any
+
+    def loop(self, accelerator: Accelerator, config: Any, **parts: Any) -> Loop:
+        """The epoch loop over ``n_items`` with ``loss_of``, ``evaluate``, ``emit`` and ``should_stop``."""
+        return Loop(
+            accelerator=accelerator,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            state=self.state,
+            batch_size=config.batch_size,
+            total_steps=self.total_steps,
+            seed=config.seed,
+            max_grad_norm=config.max_grad_norm,
+            log_every=config.log_every,
+            checkpoint_every=config.checkpoint_every,
+            checkpoint=self.checkpoint,
+            **parts,
+        )
+
+
+def prepare_run(
+    accelerator: Accelerator,
+    model: nn.Module,
+    config: Any,
+    *,
+    n_items: int,
+    checkpoint_dir: Path,
+    fingerprint: str,
+    ignored: Sequence[str],
+) -> PreparedRun:
+    """AdamW over the trainable weights (fused where supported), a linear schedule with warm-up over the
+    run's optimizer steps (``max_steps``, else ``epochs`` of ``n_items``), prepared by accelerate; the loop
+    state of a checkpoint in ``checkpoint_dir`` that belongs to this run (same config and data)."""
+    batches_per_epoch = -(-n_items // config.batch_size)
+    total_steps = config.max_steps or config.epochs * max(
+        1, batches_per_epoch // config.gradient_accumulation_steps
+    )
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        fused=fused_where_supported(accelerator.device),
+    )
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer,
+        num_warmup_steps=int(config.warmup_ratio * total_steps) * accelerator.num_processes,
+        num_training_steps=total_steps * accelerator.num_processes,
+    )
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    state = resume_state(
+        accelerator, checkpoint_dir, asdict(config), ignored=ignored, fingerprint=fingerprint
+    )
+
+    def checkpoint() -> None:
+        save_loop_state(accelerator, checkpoint_dir, state, asdict(config), fingerprint)
+
+    return PreparedRun(model, optimizer, scheduler, state, total_steps, checkpoint)
 
 
 @dataclass

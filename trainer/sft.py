@@ -19,29 +19,26 @@ import hashlib
 import logging
 import shutil
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from transformers import get_linear_schedule_with_warmup
 
 from trainer.checkpoint import CHECKPOINT_DIR
 from trainer.data import Demonstration
 from trainer.finetune import (
-    Loop,
+    FinetuneResult,
     answer_logprobs,
     encode_answer,
     load_trainable_policy,
     mixed_precision,
     pad_batch,
-    resume_state,
-    save_loop_state,
+    prepare_run,
     save_policy,
     split_prompt_ids,
 )
-from trainer.optim import fused_where_supported
 
 log = logging.getLogger("preflab.sft")
 
@@ -75,12 +72,7 @@ class SFTConfig:
     keep_checkpoint: bool = False
 
 
-@dataclass
-class SFTResult:
-    out_dir: Path
-    metrics: dict[str, float] = field(default_factory=dict)
-    step: int = 0
-    stopped: bool = False
+SFTResult = FinetuneResult
 
 
 def train_sft(
@@ -127,31 +119,20 @@ def train_sft(
     pad_id = tokenizer.pad_token_id
 
     # 3. optimizer and schedule
-    batches_per_epoch = -(-len(train_data) // config.batch_size)
-    per_epoch = max(1, batches_per_epoch // config.gradient_accumulation_steps)
-    total_steps = config.max_steps or config.epochs * per_epoch
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=config.learning_rate,
-        weight_decay=config.weight_decay,
-        fused=fused_where_supported(accelerator.device),
-    )
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer,
-        num_warmup_steps=int(config.warmup_ratio * total_steps) * accelerator.num_processes,
-        num_training_steps=total_steps * accelerator.num_processes,
-    )
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     checkpoint_dir = out_dir / CHECKPOINT_DIR
     fingerprint = _fingerprint(demonstrations)
-    state = resume_state(
-        accelerator, checkpoint_dir, asdict(config), ignored=RESUME_IGNORED_FIELDS, fingerprint=fingerprint
+    run = prepare_run(
+        accelerator,
+        model,
+        config,
+        n_items=len(train_data),
+        checkpoint_dir=checkpoint_dir,
+        fingerprint=fingerprint,
+        ignored=RESUME_IGNORED_FIELDS,
     )
+    model, state = run.model, run.state
     if state.step:
         log.info("resumed from %s at step %d", checkpoint_dir, state.step)
-
-    def checkpoint() -> None:
-        save_loop_state(accelerator, checkpoint_dir, state, asdict(config), fingerprint)
 
     def held_out_loss() -> dict[str, float]:
         if not eval_data:
@@ -175,24 +156,14 @@ def train_sft(
         loss = -logprobs.sum() / tokens
         return loss, {"loss/train": loss.item()}, float(tokens)
 
-    loop = Loop(
-        accelerator=accelerator,
-        model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        state=state,
+    loop = run.loop(
+        accelerator,
+        config,
         n_items=len(train_data),
-        batch_size=config.batch_size,
-        total_steps=total_steps,
-        seed=config.seed,
-        max_grad_norm=config.max_grad_norm,
-        log_every=config.log_every,
-        checkpoint_every=config.checkpoint_every,
         loss_of=loss_of,
         evaluate=held_out_loss,
         emit=emit,
         should_stop=stop_requested,
-        checkpoint=checkpoint,
     )
     if state.step == 0 and eval_data:
         before = held_out_loss()
