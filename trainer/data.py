@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-SUPPORTED_SCHEMA_VERSIONS = {1}
+SUPPORTED_SCHEMA_VERSIONS = {1, 2}  # app/exports/schemas.py; pair rows are alike in both
 PAIR_FIELDS = ("prompt_id", "prompt", "chosen", "rejected", "chosen_id", "rejected_id", "ranking_id")
 
 Chat = list[dict[str, str]]

@@ -113,12 +113,15 @@ class Encoder:
 
     def ranking_row(self, row: Any, texts: dict[int, str]) -> dict[str, Any]:
         order = row.shown_order or [cid for tier in row.tiers for cid in tier]
+        flags = row.flags or {}
         return rows.ranking_row(
             {
                 **self.common(row, row.id),
                 "completions": [{"id": cid, "text": texts[cid]} for cid in order],
                 "ranking": row.tiers,
-                "flags": row.flags or {},
+                "flags": [
+                    {"completion_id": cid, "flags": flags[str(cid)]} for cid in order if flags.get(str(cid))
+                ],
                 "none_acceptable": row.none_acceptable,
                 "seconds_spent": row.seconds_spent,
             }

@@ -44,8 +44,6 @@ def iter_parquet(rows: Iterable[dict[str, Any]], filters: ExportFilters) -> Iter
     writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
     batch: list[dict[str, Any]] = []
     for row in rows:
-        if filters.kind == "rankings":
-            row = {**row, "flags": orjson.dumps(row["flags"]).decode()}
         batch.append(row)
         if len(batch) >= ROW_GROUP:
             writer.write_table(pa.Table.from_pylist(batch, schema=schema))

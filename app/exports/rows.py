@@ -91,7 +91,11 @@ RANKING_COLUMNS: tuple[Column, ...] = (
         "The completions in the order the labeler saw them",
     ),
     Column("ranking", pa.list_(pa.list_(pa.int64())), "Tiers of completion ids, best first"),
-    Column("flags", pa.string(), 'The labeler\'s flags as JSON: {"<completion id>": ["flag"]}'),
+    Column(
+        "flags",
+        pa.list_(pa.struct([("completion_id", pa.int64()), ("flags", FLAGS)])),
+        "The labeler's flags: one entry per flagged completion, in the order shown",
+    ),
     Column("none_acceptable", pa.bool_(), "The labeler marked none of the completions acceptable"),
     Column("seconds_spent", pa.float64(), "Seconds the labeler spent on the task"),
     RANKING_ID,

@@ -5,7 +5,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Bump when a field of an export row changes meaning or disappears (adding fields keeps the version).
-SCHEMA_VERSION = 1
+# 2: a rankings row's `flags` is a list of {completion_id, flags} (was an object keyed by id in JSONL and
+# a JSON string in Parquet), so that both formats share one type.
+SCHEMA_VERSION = 2
 
 ExportKind = Literal["pairs", "rankings", "demonstrations"]
 ExportFormat = Literal["jsonl", "parquet"]

@@ -96,6 +96,6 @@ def test_every_path_writes_the_same_ranking_rows(client, admin, varied) -> None:
         io.BytesIO(export(client, admin, varied, kind="rankings", format="parquet").content)
     )
     assert parquet.column_names == list(export_rows.RANKING_NAMES) == list(served[0])
-    # Parquet keeps a ranking's flags as JSON text (a map of completion ids to lists)
-    assert [row | {"flags": json.loads(row["flags"])} for row in parquet.to_pylist()] == served
+    assert parquet.to_pylist() == served  # flags too: a list of {completion_id, flags} in both
+    assert any(row["flags"] for row in served)
     assert len(served) == 6 and sum(row["none_acceptable"] for row in served) == 2
