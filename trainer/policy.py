@@ -29,6 +29,8 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from trainer.bundled import POLICY_PACKAGE, default_policy_gguf, package_version
+from trainer.model_card import bundled_policy_card
+from trainer.model_files import make_portable
 
 log = logging.getLogger("preflab.policy")
 
@@ -96,6 +98,8 @@ def ensure_default_model(cache_dir: Path) -> Path:
     """
     target = cache_dir / "models" / DEFAULT_MODEL_NAME
     if _is_converted(target):
+        if not (target / "README.md").is_file():  # converted before the card existed
+            _write_card(target)
         return target
     gguf_path = find_default_gguf()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +134,7 @@ def _convert_atomically(gguf_path: Path, target: Path) -> None:
     staging.chmod(0o755)  # mkdtemp makes it private; the cache may be shared with other users
     try:
         convert_gguf(gguf_path, staging)
+        make_portable(staging)  # loads on transformers 4.x as well (trainer/model_files.py)
         _write_marker(staging, gguf_path)
         staging.rename(target)  # atomic on one filesystem; staging is a sibling of target
     except BaseException:
@@ -168,6 +173,14 @@ def _write_marker(out_dir: Path, gguf_path: Path) -> None:
         "converted_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (out_dir / CONVERSION_MARKER).write_text(json.dumps(provenance, indent=2) + "\n")
+    _write_card(out_dir)
+
+
+def _write_card(out_dir: Path) -> None:
+    """README.md: where the weights come from (trainer/model_card.py), beside the conversion marker."""
+    provenance = json.loads((out_dir / CONVERSION_MARKER).read_text())
+    with contextlib.suppress(OSError):  # a read-only shared cache: the card is a courtesy
+        (out_dir / "README.md").write_text(bundled_policy_card(provenance))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -113,6 +113,23 @@ def render_plain(chat: Chat) -> str:
     return "".join(f"{m['role']}: {m['content']}\n" for m in chat) + "assistant: "
 
 
+def plain_chat_template(tokenizer) -> str:
+    """A chat template that renders exactly what :func:`encode` feeds a tokenizer without one: the
+    tokenizer's opening special tokens, :func:`render_plain`'s lines, the completion, the closing special
+    tokens. Saved with a reward model trained on such a backbone (trainer/model_files.py), so that TRL's
+    trainers and plain ``apply_chat_template`` read its inputs as PrefLab trained on them."""
+    prefix, suffix = (
+        "".join(tokenizer.convert_ids_to_tokens(ids)) for ids in _special_tokens_around(tokenizer)
+    )
+    return (
+        prefix + "{% for message in messages %}"
+        "{% if loop.last and message['role'] == 'assistant' %}"
+        "{{ 'assistant: ' + message['content'] }}" + suffix + "{% else %}"
+        "{{ message['role'] + ': ' + message['content'] + '\n' }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}"
+    )
+
+
 def truncate(prompt_ids: Sequence[int], completion_ids: Sequence[int], max_length: int) -> list[int]:
     """Join prompt and completion tokens into at most ``max_length`` tokens.
 
@@ -155,12 +172,21 @@ def encode(tokenizer, prompt: Chat | str, completion: str, max_length: int) -> l
         # The assistant turn as the template writes it (with its end-of-turn marker), when the template
         # renders the prompt as a prefix of the whole chat; else the bare completion.
         completion_text = full_text[len(prompt_text) :] if full_text.startswith(prompt_text) else completion
-        prefix, suffix = [], []
+        prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+        completion_ids = tokenizer(completion_text, add_special_tokens=False)["input_ids"]
+        # The template's opening and closing special tokens ([CLS] ... [SEP]) survive any cut, as the
+        # tokenizer's own do below, so a reward model saved with plain_chat_template reads the same ids.
+        specials = set(tokenizer.all_special_ids)
+        opening = next((i for i, t in enumerate(prompt_ids) if t not in specials), len(prompt_ids))
+        closing = len(completion_ids)
+        while closing > 0 and completion_ids[closing - 1] in specials:
+            closing -= 1
+        prefix, prompt_ids = prompt_ids[:opening], prompt_ids[opening:]
+        completion_ids, suffix = completion_ids[:closing], completion_ids[closing:]
     else:
-        prompt_text, completion_text = render_plain(chat), completion
         prefix, suffix = _special_tokens_around(tokenizer)
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    completion_ids = tokenizer(completion_text, add_special_tokens=False)["input_ids"]
+        prompt_ids = tokenizer(render_plain(chat), add_special_tokens=False)["input_ids"]
+        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
     budget = max_length - len(prefix) - len(suffix)
     return prefix + truncate(prompt_ids, completion_ids, budget) + suffix
 

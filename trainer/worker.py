@@ -24,6 +24,9 @@ from typing import Any
 
 from trainer.client import ApiClient, ApiError, ClaimedJob, JobStopped, ServerUnavailable
 
+TRAINED_MODEL_KINDS = {"reward", "sft", "dpo", "ppo"}
+"""Job kinds whose artifact is a model directory the worker finishes before registering it."""
+
 log = logging.getLogger("preflab.worker")
 HEARTBEAT_SECONDS = 60.0
 """How often a running job's lease is renewed from a side thread (the server's lease is 5 minutes)."""
@@ -156,6 +159,8 @@ class Worker:
         try:
             with self._heartbeat(job):
                 metrics, artifact = self._handler(job.kind)(self, job)
+                if artifact is not None and job.kind in TRAINED_MODEL_KINDS:
+                    self._finish_trained_model(job, artifact)
             self.api.complete(job, metrics=metrics, artifact=artifact)
             log.info("job %s succeeded: %s", job.id, metrics)
         except ShutdownRequested:
@@ -170,6 +175,19 @@ class Worker:
             log.error("job %s failed:\n%s", job.id, traceback.format_exc())
             with contextlib.suppress(JobStopped, ApiError, ServerUnavailable):
                 self.api.fail(job, f"{type(exc).__name__}: {exc}")
+
+    def _finish_trained_model(self, job: ClaimedJob, artifact: str) -> None:
+        """A model card, a portable preflab.json and files that load anywhere (trainer/model_card.py)."""
+        from trainer.model_card import finish_trained_model
+
+        finish_trained_model(
+            self.artifact_dir / artifact,
+            kind=job.kind,
+            job_id=job.id,
+            project_id=job.project_id,
+            config=job.config,
+            roots={"artifact": self.artifact_dir, "cache": self.cache_dir},
+        )
 
     @contextlib.contextmanager
     def _heartbeat(self, job: ClaimedJob):

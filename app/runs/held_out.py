@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput
 from app.models_registry import service as registry
+from app.projects.models import Project
+from app.projects.schemas import GenerationSettings
 
 
 def starting_policy(session: Session, spec: str | int, *, field: str) -> dict[str, Any]:
@@ -24,7 +26,18 @@ def starting_policy(session: Session, spec: str | int, *, field: str) -> dict[st
     if spec == "default":
         return {"policy_artifact": None, "base_model": "default"}
     version = registry.policy_version(session, int(spec), field=field)
-    return {"policy_artifact": version.artifact, "base_model": f"model:{version.id}"}
+    return {
+        "policy_artifact": version.artifact,
+        "base_model": f"model:{version.id}",
+        "base_model_name": version.name or f"model {version.id}",  # the new model's card names it
+    }
+
+
+def project_sampling(project: Project) -> dict[str, float]:
+    """How the project samples completions: a trained policy's generation_config.json says so, so that a
+    plain `generate()` elsewhere samples the policy as PrefLab does (trainer/model_files.py)."""
+    settings = GenerationSettings.model_validate(project.generation)
+    return {"temperature": settings.temperature, "top_p": settings.top_p}
 
 
 def held_out_prompt_ids(prompt_ids: Sequence[int], fraction: float, seed: int) -> list[int]:

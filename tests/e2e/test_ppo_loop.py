@@ -2,6 +2,7 @@
 new policy is registered and loads with plain transformers, the project switches to it, and the next
 generate job writes completions with it."""
 
+import json
 import shutil
 
 import pytest
@@ -94,7 +95,10 @@ def test_ppo_run_then_generate_with_the_new_policy(
 
     # The new policy loads with plain transformers, and its weights moved away from the start.
     new_dir = artifacts / model["artifact"]
-    AutoModelForCausalLM.from_pretrained(new_dir)
+    sampling = AutoModelForCausalLM.from_pretrained(new_dir).generation_config
+    assert sampling.do_sample and sampling.temperature == job["config"]["temperature"]
+    lineage = json.loads((new_dir / "preflab.json").read_text())["lineage"]
+    assert {"role": "reward", "model": f"model:{reward_id}"}.items() <= lineage[-1].items()
     before, after = load_file(start_dir / "model.safetensors"), load_file(new_dir / "model.safetensors")
     assert any(not torch.equal(before[name], after[name]) for name in before)
 

@@ -1,6 +1,8 @@
 """A reward run end to end: rankings in the database, a real worker over HTTP, a real (tiny) model
 trained, the model registered, saved in Hugging Face format, loadable with plain transformers."""
 
+import json
+
 import pytest
 
 pytest.importorskip("torch", reason="the trainer extras (torch, transformers) are not installed")
@@ -37,6 +39,13 @@ def test_reward_run_trains_and_registers(client, admin, make_account, live_serve
     saved = data_dir / "artifacts" / model["artifact"]
     assert (saved / "preflab.json").is_file() and (saved / "model.safetensors").is_file()
     AutoModelForSequenceClassification.from_pretrained(saved)  # plain transformers loads it
+    # the worker finished the directory: a card, a portable record, a template for TRL
+    record = json.loads((saved / "preflab.json").read_text())
+    assert record["job"] == {"id": job_id, "project_id": project["id"]}
+    assert record["backbone_dir"].startswith("local:"), "a name, not this machine's path"
+    card = (saved / "README.md").read_text()
+    assert f"PrefLab job {job_id}" in card and "95% interval" in card
+    assert (saved / "chat_template.jinja").is_file()
 
 
 def _labeled_project(client, admin, make_account, n: int = 40) -> dict:

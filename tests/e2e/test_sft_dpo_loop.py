@@ -98,6 +98,12 @@ def test_demonstrations_then_an_sft_run_registers_a_policy_that_generates(
     job = client.get(f"/api/v1/jobs/{job_id}", headers=admin.headers).json()
     assert job["status"] == "succeeded", job["error"]
     assert len(job["config"]["eval_prompt_ids"]) == 2
+    # how the project samples: written into the new policy's generation_config.json (trainer/model_files.py)
+    generation = client.get(f"/api/v1/projects/{pid}", headers=admin.headers).json()["generation"]
+    assert (job["config"]["temperature"], job["config"]["top_p"]) == (
+        generation["temperature"],
+        generation["top_p"],
+    )
     train = series(client, admin, job_id, "loss/train")
     held_out = series(client, admin, job_id, "loss/eval")
     assert train[-1] < train[0] and len(held_out) == 1 + 6

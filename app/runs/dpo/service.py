@@ -15,7 +15,7 @@ from app.models_registry.models import ModelKind
 from app.projects.models import Project
 from app.projects.schemas import GenerationSettings
 from app.runs.dpo.schemas import DPOTrainRequest
-from app.runs.held_out import held_out_prompt_ids, starting_policy
+from app.runs.held_out import held_out_prompt_ids, project_sampling, starting_policy
 
 KIND = "dpo"
 
@@ -43,6 +43,7 @@ def queue_dpo_training(
         request.max_new_tokens or GenerationSettings.model_validate(project.generation).max_new_tokens
     )
     config["eval_prompt_ids"] = held_out_prompt_ids(prompt_ids, request.eval_fraction, request.seed)
+    config |= project_sampling(project)
     return jobs.enqueue(session, kind=KIND, project_id=project.id, config=config, created_by_id=created_by_id)
 
 

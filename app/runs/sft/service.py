@@ -13,7 +13,7 @@ from app.labeling.models import Demonstration
 from app.models_registry import service as registry
 from app.models_registry.models import ModelKind
 from app.projects.models import Project
-from app.runs.held_out import held_out_prompt_ids, starting_policy
+from app.runs.held_out import held_out_prompt_ids, project_sampling, starting_policy
 from app.runs.sft.schemas import SFTTrainRequest
 
 KIND = "sft"
@@ -43,6 +43,7 @@ def queue_sft_training(
         session, request.base_model, field="base_model"
     )
     config["eval_prompt_ids"] = held_out_prompt_ids(prompt_ids, request.eval_fraction, request.seed)
+    config |= project_sampling(project)
     return jobs.enqueue(session, kind=KIND, project_id=project.id, config=config, created_by_id=created_by_id)
 
 
