@@ -32,7 +32,13 @@ TITLES = {
 
 
 def finish_trained_model(
-    out_dir: Path, *, kind: str, job_id: int, project_id: int | None, config: dict[str, Any], roots: dict
+    out_dir: Path,
+    *,
+    kind: str,
+    job_id: int | None,
+    project_id: int | None,
+    config: dict[str, Any],
+    roots: dict,
 ) -> None:
     """Make the directory load anywhere (trainer/model_files.py), make its record portable, write its card.
     ``config`` is the job's (the server's snapshot of the request); ``roots`` maps a name (``artifact``,
@@ -166,7 +172,12 @@ def model_card(kind: str, record: dict[str, Any]) -> str:
         )
     lines = ["---", json.dumps(front, indent=2), "---", "", f"# {TITLES[kind]}, trained with PrefLab", ""]
     job = record.get("job") or {}
-    lines.append(f"PrefLab job {job.get('id')} on project {job.get('project_id')}. Trained from:")
+    run = (
+        f"PrefLab job {job['id']} on project {job['project_id']}"
+        if job.get("id")
+        else "`preflab train-reward`"
+    )
+    lines.append(f"Trained by {run}, from:")
     lines.append("")
     for entry in record.get("lineage", []):
         model = f" (`{entry['model']}`)" if entry.get("model") else ""

@@ -68,6 +68,7 @@ def _field_doc(cls: type, name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from trainer.model_card import finish_trained_model
     from trainer.reward import train_reward_model
     from trainer.reward_config import RewardConfig
 
@@ -89,6 +90,15 @@ def main(argv: list[str] | None = None) -> int:
         on_metrics=print_metrics,
         data_source={"path": str(args.data), "schema_version": _schema_version(args.data)},
     )
+    if not result.stopped:  # the card and files a worker's run gets (trainer/model_card.py)
+        finish_trained_model(
+            result.out_dir,
+            kind="reward",
+            job_id=None,
+            project_id=None,
+            config={"base_model": args.backbone},
+            roots={},
+        )
     print(f"saved reward model to {result.out_dir}", file=sys.stderr)
     return 0
 

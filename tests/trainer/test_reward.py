@@ -328,7 +328,8 @@ def test_cli_trains_on_an_export_file(tiny_bert_dir, tmp_path, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [m["step"] for m in lines if "loss/train" in m] == [1, 2]
     record = json.loads((out / "preflab.json").read_text())
-    assert record["data"]["source"]["path"] == str(export)
+    assert record["data"]["source"]["path"] == f"local:{export.name}", "no local paths in the record"
+    assert "Trained by `preflab train-reward`" in (out / "README.md").read_text()
 
 
 @pytest.mark.slow
