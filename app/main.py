@@ -20,6 +20,7 @@ from app.agreement import router as agreement_api
 from app.api_docs import API_PREFIX, OPENAPI_URL
 from app.api_docs import router as api_docs
 from app.auth import pages as auth_pages
+from app.auth import user_pages
 from app.auth import router as auth_api
 from app.body_limits import BodyLimits
 from app.dashboard import jobs_card, project_page, upload
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(api, prefix=API_PREFIX)
     pages_routers = [
         auth_pages.router,
+        user_pages.router,
         project_pages.router,
         project_page.router,
         upload.router,

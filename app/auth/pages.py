@@ -11,23 +11,17 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
 
 from app.auth import service, throttle
-from app.auth.models import Role
-from app.auth.schemas import UserCreate
 from app.auth.security import tokens_equal
 from app.dependencies import (
     SESSION_COOKIE,
-    AdminUser,
-    Caller,
     CallerDep,
     OptionalCaller,
     SessionDep,
     SettingsDep,
 )
-from app.errors import Forbidden, InvalidInput, NotAuthenticated, PrefLabError, TooManyRequests
-from app.ids import Id
+from app.errors import Forbidden, NotAuthenticated, TooManyRequests
 from app.settings import Settings
 from app.web import redirect, render
 
@@ -143,63 +137,3 @@ def logout(request: Request, _caller: CallerDep, session: SessionDep):
     response = redirect("/login")
     response.delete_cookie(SESSION_COOKIE)
     return response
-
-
-# --- admin: users -------------------------------------------------------------------------------
-
-
-@router.get("/users")
-def users_page(request: Request, caller: CallerDep, _admin: AdminUser, session: SessionDep):
-    return _users_page(request, caller, session)
-
-
-@router.post("/users")
-def create_user_form(
-    request: Request,
-    caller: CallerDep,
-    _admin: AdminUser,
-    session: SessionDep,
-    username: Annotated[str, Form()] = "",
-    password: Annotated[str, Form()] = "",
-    role: Annotated[str, Form()] = "labeler",
-):
-    try:
-        data = UserCreate(username=username, password=password or None, role=role)
-        service.create_user(session, username=data.username, role=data.role, password=data.password)
-    except PrefLabError as error:
-        return _users_page(request, caller, session, form_error=error.message, status_code=error.status_code)
-    except ValueError as error:  # pydantic ValidationError
-        message = InvalidInput.from_pydantic(error).message
-        return _users_page(request, caller, session, form_error=message, status_code=422)
-    return redirect("/users")
-
-
-@router.post("/users/{user_id}/tokens")
-def create_token_form(
-    request: Request, caller: CallerDep, _admin: AdminUser, user_id: Id, session: SessionDep
-):
-    user = service.get_user(session, user_id)
-    token = service.issue_api_token(session, user=user)
-    # Shown once, on this response only; it is never stored in clear.
-    return _users_page(request, caller, session, new_token={"username": user.username, "token": token})
-
-
-def _users_page(
-    request: Request,
-    caller: Caller,
-    session: Session,
-    *,
-    new_token: dict | None = None,
-    form_error: str | None = None,
-    status_code: int = 200,
-) -> Response:
-    return render(
-        request,
-        "users/list.html",
-        caller,
-        users=service.list_users(session),
-        roles=list(Role),
-        new_token=new_token,
-        form_error=form_error,
-        status_code=status_code,
-    )

@@ -28,6 +28,9 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("POST", f"{API}/users"): {ADMIN},
     ("GET", f"{API}/users"): {ADMIN},
     ("POST", f"{API}/users/{{user_id}}/tokens"): {ADMIN},
+    ("PATCH", f"{API}/users/{{user_id}}"): {ADMIN},
+    ("GET", f"{API}/users/{{user_id}}/tokens"): {ADMIN},
+    ("DELETE", f"{API}/users/{{user_id}}/tokens/{{token_id}}"): {ADMIN},
     ("GET", f"{API}/me"): EVERYONE,
     # projects, prompts, imports, exports, agreement
     ("POST", f"{API}/projects"): {ADMIN},
@@ -78,6 +81,9 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/users"): {ADMIN},
     ("POST", "/users"): {ADMIN},
     ("POST", "/users/{user_id}/tokens"): {ADMIN},
+    ("GET", "/users/{user_id}"): {ADMIN},
+    ("POST", "/users/{user_id}"): {ADMIN},
+    ("POST", "/users/{user_id}/tokens/{token_id}/revoke"): {ADMIN},
     ("GET", "/projects"): READERS,
     ("GET", "/projects/new"): {ADMIN},
     ("POST", "/projects/new"): {ADMIN},
@@ -117,6 +123,7 @@ def url(path: str, project_id: int) -> str:
     return path.format(
         project_id=project_id,
         user_id=UNKNOWN_ID,
+        token_id=UNKNOWN_ID,
         job_id=UNKNOWN_ID,
         model_id=UNKNOWN_ID,
         assignment_id=UNKNOWN_ID,
