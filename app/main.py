@@ -20,10 +20,10 @@ from app.agreement import router as agreement_api
 from app.api_docs import API_PREFIX, OPENAPI_URL
 from app.api_docs import router as api_docs
 from app.auth import pages as auth_pages
-from app.auth import user_pages
 from app.auth import router as auth_api
+from app.auth import user_pages
 from app.body_limits import BodyLimits
-from app.dashboard import jobs_card, project_page, upload
+from app.dashboard import jobs_card, project_page, team_card, upload
 from app.db import make_engine, make_session_factory, session_scope
 from app.dependencies import reload_caller
 from app.errors import Conflict, InvalidInput, NotAuthenticated, PrefLabError, ServiceUnavailable
@@ -39,6 +39,7 @@ from app.labeling import pages as labeling_pages
 from app.labeling import router as labeling_api
 from app.models_registry import pages as models_pages
 from app.models_registry import router as models_api
+from app.projects import members_router as members_api
 from app.projects import pages as project_pages
 from app.projects import router as project_api
 from app.prompts import router as prompt_api
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     apis = [
         auth_api.router,
         project_api.router,
+        members_api.router,
         prompt_api.router,
         labeling_api.router,
         job_api.router,
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         project_page.router,
         upload.router,
         jobs_card.router,
+        team_card.router,
         job_pages.router,
         labeling_pages.router,
         agreement_pages.router,

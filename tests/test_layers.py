@@ -67,7 +67,9 @@ def is_http_face(module: str) -> bool:
         return True
     if package.startswith("runs.") and module == f"app.{package}":  # a kind registers its routes
         return True
-    return last in HTTP_FACES or (package == "runs" and last == "project_card")
+    # a package with more than one page or router module names them `<what>_pages`, `<what>_router`
+    named_face = last.endswith(tuple(f"_{face}" for face in HTTP_FACES))
+    return last in HTTP_FACES or named_face or (package == "runs" and last == "project_card")
 
 
 def rank(module: str) -> tuple[int, int]:

@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 
-from app.dashboard import jobs_card
+from app.dashboard import jobs_card, team_card
 from app.dashboard.prompt_table import prompt_table
 from app.dependencies import CallerDep, ProjectReader, SessionDep
 from app.forms import page
@@ -58,6 +58,7 @@ def project_page_context(session: Session, project: Project) -> dict[str, Any]:
         # each kind's card on the page (app.jobs.kinds), with what it needs
         "kind_cards": [kind.card for kind in cards],
         **jobs_card.jobs_context(session, project, counts=counts),
+        **team_card.team_context(session, project),
     }
     for kind in cards:
         if kind.card_context is not None:

@@ -29,6 +29,7 @@ from app.labeling.dependencies import OwnAssignment
 from app.labeling.models import Assignment
 from app.labeling.schemas import DemonstrationIn, RankingIn, RewriteIn
 from app.labeling.task_page import label_url, task_context
+from app.projects import members
 from app.projects import service as project_service
 from app.projects.dependencies import ProjectDep
 from app.projects.models import Project
@@ -70,6 +71,8 @@ def _labeler_projects(session: Session, labeler: User) -> list[dict[str, Any]]:
     live = service.live_assignments_by_project(session, labeler=labeler)
     rows = []
     for project in project_service.list_projects(session):
+        if not members.is_open_to(session, project=project, labeler=labeler):
+            continue  # another team's project
         progress = service.labeler_progress(session, labeler=labeler, project=project)
         rows.append(
             {
@@ -98,7 +101,7 @@ def label_page(
     notice: str | None = None,
 ):
     """The labeler's current task (or a new one); the fragment alone for htmx ("fetch the next task")."""
-    scope = project_service.get_project(session, project_id) if project_id is not None else None
+    scope = service.scope_for(session, labeler=labeler, project_id=project_id)
     return _next_task(request, caller, session, settings, labeler=labeler, scope=scope, notice=notice)
 
 

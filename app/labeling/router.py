@@ -16,14 +16,13 @@ from app.labeling.schemas import (
     RankingIn,
     Task,
 )
-from app.projects import service as project_service
 
 router = APIRouter(tags=["labeling"])
 
 
 @router.get("/tasks/next", response_model=Task, responses={204: {"description": "Nothing left for you"}})
 def next_task(labeler: LabelerUser, session: SessionDep, settings: SettingsDep, project_id: Id | None = None):
-    project = project_service.get_project(session, project_id) if project_id is not None else None
+    project = service.scope_for(session, labeler=labeler, project_id=project_id)
     assignment = service.next_task(
         session, labeler=labeler, project=project, ttl=timedelta(minutes=settings.assignment_minutes)
     )
@@ -34,7 +33,7 @@ def next_task(labeler: LabelerUser, session: SessionDep, settings: SettingsDep, 
 
 @router.get("/tasks/progress", response_model=LabelerProgress)
 def my_progress(labeler: LabelerUser, session: SessionDep, project_id: Id | None = None):
-    project = project_service.get_project(session, project_id) if project_id is not None else None
+    project = service.scope_for(session, labeler=labeler, project_id=project_id)
     return service.labeler_progress(session, labeler=labeler, project=project)
 
 

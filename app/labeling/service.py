@@ -19,6 +19,8 @@ from app.labeling.models import (
     Ranking,
 )
 from app.labeling.schemas import LabelerProgress
+from app.projects import members
+from app.projects import service as project_service
 from app.projects.models import InstructionVersion, Project
 from app.prompts.models import Completion, Prompt
 
@@ -38,6 +40,16 @@ def expire_stale(session: Session) -> None:
         .values(status=AssignmentStatus.expired.value, slot=None)
         .execution_options(synchronize_session=False)
     )
+
+
+def scope_for(session: Session, *, labeler: User, project_id: int | None) -> Project | None:
+    """The project a labeler asked for by id (None: every project open to them); 404 for one that does
+    not exist or whose team they are not on (app/projects/members.py)."""
+    if project_id is None:
+        return None
+    project = project_service.get_project(session, project_id)
+    members.require_open_to(session, project=project, labeler=labeler)
+    return project
 
 
 def next_task(
@@ -232,6 +244,7 @@ def _open_to(query: Select, *, labeler: User, project: Project | None) -> Select
         or_(Project.task == "demonstrate", _completions_of(Prompt.id) >= Project.completions_per_prompt),
         _slots_taken(Prompt.id) < Project.rankings_per_prompt,
         ~mine,
+        members.open_to(labeler.id, Project.id),
     )
     return query.where(Prompt.project_id == project.id) if project is not None else query
 

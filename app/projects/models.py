@@ -60,3 +60,16 @@ class InstructionVersion(Base):
 
     project: Mapped[Project] = relationship(back_populates="instruction_versions")
     author: Mapped[User | None] = relationship()
+
+
+class ProjectMember(Base):
+    """A labeler on a project's team. A project with members hands its tasks to them alone; a project
+    with none is open to every labeler (app/projects/members.py)."""
+
+    __tablename__ = "project_members"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
