@@ -128,3 +128,9 @@ def page(name: str) -> Callable[[PageContext], PageContext]:
 
 def page_context(name: str, session: Session, **ids: Any) -> dict[str, Any]:
     return _PAGES[name](session, **ids)
+
+
+def ticked(values: list[str] | None, *, default: bool) -> bool:
+    """A checkbox sent after a hidden "false" of the same name (templates/runs/_form_macros.html): ticked
+    sends both, unticked the hidden one alone; a client that sends neither gets the default."""
+    return "true" in values if values else default

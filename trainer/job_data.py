@@ -30,5 +30,8 @@ def export_params(filters: dict[str, Any]) -> dict[str, str]:
     for key, value in filters.items():
         if value in (None, [], ""):
             continue
-        params[key] = ",".join(value) if isinstance(value, list) else str(value)
+        if isinstance(value, bool):
+            params[key] = "true" if value else "false"
+        else:
+            params[key] = ",".join(value) if isinstance(value, list) else str(value)
     return params

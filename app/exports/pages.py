@@ -26,7 +26,9 @@ FORM_FIELDS = (
     "exclude_flags",
     "labelers",
     "include_ties",
+    "exclude_none_acceptable",
 )
+CHECKBOXES = ("include_ties", "exclude_none_acceptable")
 
 
 def _filters_from_query(request: Request) -> tuple[dict, ExportFilters | None, str | None]:
@@ -35,7 +37,8 @@ def _filters_from_query(request: Request) -> tuple[dict, ExportFilters | None, s
     form = {name: query.get(name, "") for name in FORM_FIELDS if name != "exclude_flags"}
     form["exclude_flags"] = query.getlist("exclude_flags")
     values = {key: value for key, value in form.items() if value not in ("", [])}
-    values["include_ties"] = form.get("include_ties") in ("true", "on", "1")
+    for box in CHECKBOXES:
+        values[box] = form.get(box) in ("true", "on", "1")
     try:
         return form, ExportFilters(**values), None
     except ValidationError as exc:

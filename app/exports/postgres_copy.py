@@ -64,6 +64,8 @@ def copy_pair_lines(connection: Connection, plan) -> Iterator[bytes]:
         conditions.append(
             f"c.prompt_id = ANY(ARRAY[{', '.join(str(int(i)) for i in plan.prompt_ids)}]::int[])"
         )
+    if filters.exclude_none_acceptable:
+        conditions.append("NOT r.none_acceptable")
     if filters.exclude_flags:
         flags = "ARRAY[" + ", ".join(_quote(flag) for flag in filters.exclude_flags) + "]"
         for side in ("chosen_id", "rejected_id"):

@@ -32,6 +32,9 @@ class ExportFilters(BaseModel):
     )
     labelers: list[str] = Field(default_factory=list, description="Only these pseudonymous labeler ids")
     include_ties: bool = Field(False, description="Add tied pairs, marked with tie: true")
+    exclude_none_acceptable: bool = Field(
+        False, description='Drop the rankings whose labeler marked "none of these is acceptable"'
+    )
 
     @field_validator("exclude_flags", "labelers", mode="before")
     @classmethod
@@ -53,6 +56,7 @@ class ExportFilters(BaseModel):
                     ("min_agreement", self.min_agreement),
                     ("exclude_flags", self.exclude_flags),
                     ("include_ties", self.include_ties),
+                    ("exclude_none_acceptable", self.exclude_none_acceptable),
                 )
                 if value not in (None, [], False)
             ]
@@ -83,6 +87,11 @@ class TrainingFilters(BaseModel):
     min_agreement: float | None = Field(None, ge=-1, le=1)
     exclude_flags: list[str] = Field(default_factory=list)
     labelers: list[str] = Field(default_factory=list)
+    exclude_none_acceptable: bool = Field(
+        True,
+        description='Leave out rankings marked "none acceptable" (on by default: the order among answers a '
+        "labeler found all bad is weak evidence, and DPO would raise a bad answer's probability)",
+    )
 
 
 @dataclass(frozen=True)

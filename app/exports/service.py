@@ -219,6 +219,8 @@ def _ranking_conditions(plan: ExportPlan) -> list:
         conditions.append(Ranking.created_at < plan.filters.until)
     if plan.labeler_ids is not None:
         conditions.append(Ranking.labeler_id.in_(plan.labeler_ids))
+    if plan.filters.exclude_none_acceptable:
+        conditions.append(Ranking.none_acceptable.is_(False))
     return conditions
 
 
@@ -257,6 +259,8 @@ def _pairs_query(plan: ExportPlan, window: tuple[int, int] | None = None) -> Sel
     conditions = [Comparison.project_id == plan.project_id, Comparison.ranking_id.between(*window)]
     if plan.labeler_ids is not None:
         conditions.append(Ranking.labeler_id.in_(sorted(plan.labeler_ids)))
+    if plan.filters.exclude_none_acceptable:
+        conditions.append(Ranking.none_acceptable.is_(False))
     return query.where(*conditions)
 
 

@@ -63,7 +63,15 @@ def varied(client, admin, make_account) -> int:
     return project["id"]
 
 
-@pytest.mark.parametrize("params", [{}, {"include_ties": True}, {"exclude_flags": ["unsafe"]}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"include_ties": True},
+        {"exclude_flags": ["unsafe"]},
+        {"include_ties": True, "exclude_none_acceptable": True},
+    ],
+)
 def test_every_path_writes_the_same_full_pair_rows(client, admin, engine, varied, params) -> None:
     with Session(engine) as session:
         plan = service.plan_export(
@@ -86,7 +94,7 @@ def test_every_path_writes_the_same_full_pair_rows(client, admin, engine, varied
 
     flagged = [row for row in python_rows if row["chosen_flags"] and row["rejected_flags"]]
     assert ("exclude_flags" in params) != bool(flagged), "flags on both sides of a pair, unless excluded"
-    assert any(row["none_acceptable"] for row in python_rows)
+    assert any(row["none_acceptable"] for row in python_rows) != bool(params.get("exclude_none_acceptable"))
     assert any(row["tie"] for row in python_rows) == bool(params.get("include_ties"))
 
 

@@ -22,6 +22,7 @@ def test_reward_run_registers_a_model_version(client, admin, make_account) -> No
     assert claimed["id"] == job_id and claimed["kind"] == "reward"
     assert claimed["config"]["epochs"] == 2 and claimed["config"]["base_model"] == "default"
     assert claimed["config"]["filters"]["exclude_flags"] == ["unsafe"]
+    assert claimed["config"]["filters"]["exclude_none_acceptable"] is True, "on unless turned off"
     event = {
         "attempt": claimed["attempts"],
         "progress": 0.5,

@@ -323,3 +323,16 @@ def test_the_ppo_card_mixes_in_a_second_reward(client, admin, make_account) -> N
     )
     (entry,) = claimed.json()["config"]["extra_reward_entries"]
     assert entry["weight"] == -0.5 and entry["name"] == f"model {second}"
+
+
+def test_the_none_acceptable_box_is_ticked_by_default_and_can_be_unticked(client, admin) -> None:
+    project = create_project(client, admin)
+    csrf = browser_login(client, admin)
+    page = client.get(f"/projects/{project['id']}").text
+    assert page.count('name="exclude_none_acceptable" value="true" checked') == 2, "reward and DPO cards"
+    for ticked, expected in ((["false"], False), (["false", "true"], True)):
+        form = {"csrf_token": csrf, "exclude_none_acceptable": ticked}
+        started = client.post(f"/projects/{project['id']}/train/reward", data=form, follow_redirects=False)
+        assert started.status_code == 303, started.text
+        job = client.get(f"/api/v1{started.headers['location']}", headers=admin.headers).json()
+        assert job["config"]["filters"]["exclude_none_acceptable"] is expected

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from app.dependencies import AdminUser, SessionDep
 from app.errors import PrefLabError
-from app.forms import filled
+from app.forms import filled, ticked
 from app.ids import parse_id
 from app.projects.dependencies import ProjectDep
 from app.runs import project_card
@@ -31,6 +31,7 @@ def start_dpo_run(
     max_length: Annotated[str, Form()] = "",
     lora_r: Annotated[str, Form()] = "",
     exclude_flags: Annotated[list[str] | None, Form()] = None,
+    exclude_none_acceptable: Annotated[list[str] | None, Form()] = None,
     min_agreement: Annotated[str, Form()] = "",
 ):
     typed_text = {
@@ -43,12 +44,18 @@ def start_dpo_run(
         "lora_r": lora_r,
     }
     typed = typed_text | {"min_agreement": min_agreement, "exclude_flags": exclude_flags or []}
+    typed["exclude_none_acceptable"] = exclude_none_acceptable or []
     try:
         fields = filled(**typed_text)
         if "policy" in fields:
             fields["policy"] = parse_id(fields["policy"]) or fields["policy"]
         body = DPOTrainRequest(
-            **fields, filters={"exclude_flags": exclude_flags or [], "min_agreement": min_agreement or None}
+            **fields,
+            filters={
+                "exclude_flags": exclude_flags or [],
+                "min_agreement": min_agreement or None,
+                "exclude_none_acceptable": ticked(exclude_none_acceptable, default=True),
+            },
         )
         job = service.queue_dpo_training(session, project=project, request=body, created_by_id=admin.id)
     except (ValidationError, PrefLabError) as error:

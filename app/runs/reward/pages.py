@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from app.dependencies import AdminUser, SessionDep, SettingsDep
 from app.errors import PrefLabError
-from app.forms import filled
+from app.forms import filled, ticked
 from app.projects.dependencies import ProjectDep
 from app.runs import project_card
 from app.runs.reward import service
@@ -28,16 +28,22 @@ def start_reward_run(
     learning_rate: Annotated[str, Form()] = "",
     max_length: Annotated[str, Form()] = "",
     exclude_flags: Annotated[list[str] | None, Form()] = None,
+    exclude_none_acceptable: Annotated[list[str] | None, Form()] = None,
     min_agreement: Annotated[str, Form()] = "",
 ):
     typed = {"base_model": base_model, "epochs": epochs, "learning_rate": learning_rate}
     typed |= {"max_length": max_length, "min_agreement": min_agreement, "exclude_flags": exclude_flags or []}
+    typed["exclude_none_acceptable"] = exclude_none_acceptable or []
     try:
         body = RewardTrainRequest(
             **filled(
                 base_model=base_model, epochs=epochs, learning_rate=learning_rate, max_length=max_length
             ),
-            filters={"exclude_flags": exclude_flags or [], "min_agreement": min_agreement or None},
+            filters={
+                "exclude_flags": exclude_flags or [],
+                "min_agreement": min_agreement or None,
+                "exclude_none_acceptable": ticked(exclude_none_acceptable, default=True),
+            },
         )
         job = service.queue_reward_training(
             session,
