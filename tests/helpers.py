@@ -63,7 +63,10 @@ AT_CHANCE = LEARNED | {"accuracy/eval": 0.55, "accuracy/eval_low": 0.41, "accura
 
 
 def registered_reward_model(client, admin, worker, project_id: int, metrics: dict = LEARNED) -> int:
-    queued = client.post(f"/api/v1/projects/{project_id}/train/reward", json={}, headers=admin.headers)
+    # forced: the project has no comparisons; only the registration is under test
+    queued = client.post(
+        f"/api/v1/projects/{project_id}/train/reward", json={"force": True}, headers=admin.headers
+    )
     return finish_training_job(client, worker, "reward", queued.json()["job_id"], metrics)["model_id"]
 
 

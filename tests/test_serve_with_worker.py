@@ -114,7 +114,8 @@ def _queue_a_long_ppo_run(env: dict[str, str], tmp_path: Path, port: int) -> int
             ).json()
             pid = project["id"]
             seed_ready_prompts(client, admin, pid, n=8, k=2)
-            reward = client.post(f"/api/v1/projects/{pid}/train/reward", json={}, headers=admin.headers)
+            forced = {"force": True}  # the reward model is put in the store by hand
+            reward = client.post(f"/api/v1/projects/{pid}/train/reward", json=forced, headers=admin.headers)
             reward_job = reward.json()["job_id"]
             shutil.copytree(save_tiny_reward_model(tmp_path / "rm"), artifacts / f"reward/job-{reward_job}")
             reward_id = finish_training_job(client, helper, "reward", reward_job)["model_id"]

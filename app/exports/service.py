@@ -76,6 +76,19 @@ def count_rows(connection: Connection, plan: ExportPlan) -> int:
     return connection.scalar(query) or 0
 
 
+def comparisons_per_prompt(connection: Connection, plan: ExportPlan) -> dict[int, int]:
+    """How many comparisons each prompt has under the filters decided in SQL (time, labelers, "none
+    acceptable", agreement); flags are decided per row, so this is an upper bound."""
+    query = (
+        select(Comparison.prompt_id, func.count(Comparison.id))
+        .join(Ranking, Ranking.id == Comparison.ranking_id)
+        .where(*_ranking_conditions(plan))
+        .group_by(Comparison.prompt_id)
+    )
+    counts = {prompt_id: count for prompt_id, count in connection.execute(query)}
+    return counts if plan.prompt_ids is None else {p: n for p, n in counts.items() if p in plan.prompt_ids}
+
+
 def iter_rows(connection: Connection, plan: ExportPlan) -> Iterator[dict[str, Any]]:
     """Export rows as dicts (for Parquet and for code that wants objects)."""
     if plan.filters.kind == "demonstrations":

@@ -29,7 +29,10 @@ def _registered_models(client, admin, worker_account, tmp_path, artifacts) -> tu
     )
     pid = project["id"]
     seed_ready_prompts(client, admin, pid, n=8, k=2)
-    reward_job = client.post(f"/api/v1/projects/{pid}/train/reward", json={}, headers=admin.headers).json()
+    forced = {"force": True}  # a reward model put in the store by hand: the data is not under test
+    reward_job = client.post(
+        f"/api/v1/projects/{pid}/train/reward", json=forced, headers=admin.headers
+    ).json()
     shutil.copytree(save_tiny_reward_model(tmp_path / "rm"), artifacts / f"reward/job-{reward_job['job_id']}")
     reward_id = finish_training_job(client, worker_account, "reward", reward_job["job_id"])["model_id"]
     seed_job = client.post(

@@ -75,6 +75,7 @@ def _start(client, admin, project, backbone, epochs: int) -> int:
         "max_length": 64,
         "batch_rankings": 2,
         "eval_fraction": 0.25,
+        "force": True,  # tiny data on purpose: the data-size gate is tested in tests/runs
     }
     response = client.post(f"/api/v1/projects/{project['id']}/train/reward", json=run, headers=admin.headers)
     return response.json()["job_id"]

@@ -152,6 +152,7 @@ def test_rankings_then_a_dpo_run_registers_a_policy_with_its_held_out_accuracy_a
         "eval_fraction": 0.25,
         "kl_samples": 4,
         "max_new_tokens": 6,
+        "force": True,  # tiny data on purpose: the data-size gate is tested in tests/runs
     }
     queued = client.post(f"/api/v1/projects/{pid}/train/dpo", json=run, headers=admin.headers)
     assert queued.status_code == 202, queued.text

@@ -21,6 +21,7 @@ def test_start_watch_and_list(client, admin, make_account) -> None:
             "max_length": "128",
             "exclude_flags": ["unsafe"],
             "min_agreement": "",
+            "force": "true",  # no comparisons: the card and the run page are under test
         },
     )
     assert started.status_code == 303, started.text
@@ -331,7 +332,7 @@ def test_the_none_acceptable_box_is_ticked_by_default_and_can_be_unticked(client
     page = client.get(f"/projects/{project['id']}").text
     assert page.count('name="exclude_none_acceptable" value="true" checked') == 2, "reward and DPO cards"
     for ticked, expected in ((["false"], False), (["false", "true"], True)):
-        form = {"csrf_token": csrf, "exclude_none_acceptable": ticked}
+        form = {"csrf_token": csrf, "exclude_none_acceptable": ticked, "force": "true"}
         started = client.post(f"/projects/{project['id']}/train/reward", data=form, follow_redirects=False)
         assert started.status_code == 303, started.text
         job = client.get(f"/api/v1{started.headers['location']}", headers=admin.headers).json()

@@ -32,6 +32,7 @@ def start_dpo_run(
     lora_r: Annotated[str, Form()] = "",
     exclude_flags: Annotated[list[str] | None, Form()] = None,
     exclude_none_acceptable: Annotated[list[str] | None, Form()] = None,
+    force: Annotated[bool, Form()] = False,
     min_agreement: Annotated[str, Form()] = "",
 ):
     typed_text = {
@@ -45,6 +46,7 @@ def start_dpo_run(
     }
     typed = typed_text | {"min_agreement": min_agreement, "exclude_flags": exclude_flags or []}
     typed["exclude_none_acceptable"] = exclude_none_acceptable or []
+    typed["force"] = ["true"] * force
     try:
         fields = filled(**typed_text)
         if "policy" in fields:
@@ -56,6 +58,7 @@ def start_dpo_run(
                 "min_agreement": min_agreement or None,
                 "exclude_none_acceptable": ticked(exclude_none_acceptable, default=True),
             },
+            force=force,
         )
         job = service.queue_dpo_training(session, project=project, request=body, created_by_id=admin.id)
     except (ValidationError, PrefLabError) as error:

@@ -15,7 +15,7 @@ from app.models_registry.models import ModelKind
 from app.projects.models import Project
 from app.projects.schemas import GenerationSettings
 from app.runs.dpo.schemas import DPOTrainRequest
-from app.runs.held_out import held_out_prompt_ids, project_sampling, starting_policy
+from app.runs.held_out import held_out_prompt_ids, project_sampling, require_enough_held_out, starting_policy
 
 KIND = "dpo"
 
@@ -27,7 +27,7 @@ def queue_dpo_training(
     (422), then queue the job: the request, where the policy lives, the held-out prompts (seeded; their
     pairs measure preference accuracy, and an evaluation round of the new policy defaults to them)."""
     filters = ExportFilters(kind="pairs", format="jsonl", **request.filters.model_dump())
-    plan_export(session, project=project, filters=filters)
+    plan = plan_export(session, project=project, filters=filters)
     prompt_ids = list(
         session.scalars(select(Comparison.prompt_id).where(Comparison.project_id == project.id).distinct())
     )
@@ -39,6 +39,7 @@ def queue_dpo_training(
             details={"field": "project_id"},
         )
     config = request.model_dump(mode="json") | starting_policy(session, request.policy, field="policy")
+    require_enough_held_out(session, plan=plan, eval_fraction=request.eval_fraction, force=request.force)
     config["max_new_tokens"] = (
         request.max_new_tokens or GenerationSettings.model_validate(project.generation).max_new_tokens
     )

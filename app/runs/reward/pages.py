@@ -29,11 +29,13 @@ def start_reward_run(
     max_length: Annotated[str, Form()] = "",
     exclude_flags: Annotated[list[str] | None, Form()] = None,
     exclude_none_acceptable: Annotated[list[str] | None, Form()] = None,
+    force: Annotated[bool, Form()] = False,
     min_agreement: Annotated[str, Form()] = "",
 ):
     typed = {"base_model": base_model, "epochs": epochs, "learning_rate": learning_rate}
     typed |= {"max_length": max_length, "min_agreement": min_agreement, "exclude_flags": exclude_flags or []}
     typed["exclude_none_acceptable"] = exclude_none_acceptable or []
+    typed["force"] = ["true"] * force
     try:
         body = RewardTrainRequest(
             **filled(
@@ -44,6 +46,7 @@ def start_reward_run(
                 "min_agreement": min_agreement or None,
                 "exclude_none_acceptable": ticked(exclude_none_acceptable, default=True),
             },
+            force=force,
         )
         job = service.queue_reward_training(
             session,

@@ -26,3 +26,8 @@ class RewardTrainRequest(BaseModel):
     gradient_checkpointing: bool = False
     seed: int = Field(0, ge=0)
     filters: TrainingFilters = Field(default_factory=TrainingFilters)
+    force: bool = Field(
+        False,
+        description="Start even though the held-out split would be too small to measure the run "
+        "(otherwise 409 too_little_data: fewer than 20 held-out pairs or 5 held-out prompts)",
+    )

@@ -12,6 +12,7 @@ from app.jobs.models import Job
 from app.models_registry import service as registry
 from app.models_registry.models import ModelKind
 from app.projects.models import Project
+from app.runs.held_out import require_enough_held_out
 from app.runs.reward.schemas import RewardTrainRequest
 
 KIND = "reward"
@@ -28,8 +29,9 @@ def queue_reward_training(
     """Check the data filters against the project now (422), then queue the job with the request as
     its config (the worker reads it back strictly as a `RewardTrainRequest`)."""
     filters = ExportFilters(kind="pairs", format="jsonl", **request.filters.model_dump())
-    plan_export(session, project=project, filters=filters)
+    plan = plan_export(session, project=project, filters=filters)
     registry.require_local_model_dir(request.base_model, model_dirs=model_dirs, field="base_model")
+    require_enough_held_out(session, plan=plan, eval_fraction=request.eval_fraction, force=request.force)
     return jobs.enqueue(
         session,
         kind=KIND,
