@@ -36,6 +36,7 @@ from app.imports import router as import_api
 from app.jobs import pages as job_pages
 from app.jobs import router as job_api
 from app.labeling import pages as labeling_pages
+from app.labeling import preview_pages
 from app.labeling import router as labeling_api
 from app.models_registry import pages as models_pages
 from app.models_registry import router as models_api
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         team_card.router,
         job_pages.router,
         labeling_pages.router,
+        preview_pages.router,
         agreement_pages.router,
         export_pages.router,
         models_pages.router,

@@ -44,18 +44,10 @@ def task_context(
     if assignment is None:
         context["to_go"] = progress.left_in_project
         return context
-    view = service.task_view(session, assignment)
     project = session.get(Project, assignment.project_id)
     context.update(
-        project=project,
         to_go=progress.left_in_project + 1,  # the prompts still available, and this one
-        task=view,
-        messages=[
-            {"role": str(m.get("role", "user")), "segments": text_segments(str(m.get("content", "")))}
-            for m in view["prompt"]["messages"]
-        ],
-        cards=_cards(view["completions"], project=project, form=form),
-        flags=project.flags,
+        **task_parts(service.task_view(session, assignment), project=project, form=form),
         none_acceptable=bool(form and form.get("none_acceptable") in ("1", "on", "true")),
         # what the labeler typed before a refused post: the answer (demonstrate) or the rewrite (rank)
         answer=str(form.get("text") or "") if form else "",
@@ -64,6 +56,21 @@ def task_context(
         rewrite_from=_integer(str(form.get("rewrite_from") or "")) if form else None,
     )
     return context
+
+
+def task_parts(view: dict[str, Any], *, project: Project, form: FormData | None = None) -> dict[str, Any]:
+    """The task, its messages as safe segments, its cards and flags: what a real task and an admin's
+    preview (app/labeling/preview_pages.py) show alike."""
+    return {
+        "project": project,
+        "task": view,
+        "messages": [
+            {"role": str(m.get("role", "user")), "segments": text_segments(str(m.get("content", "")))}
+            for m in view["prompt"]["messages"]
+        ],
+        "cards": _cards(view["completions"], project=project, form=form),
+        "flags": project.flags,
+    }
 
 
 def _cards(completions: list[dict], *, project: Project, form: FormData | None) -> list[dict[str, Any]]:

@@ -118,6 +118,7 @@ POLICY: dict[tuple[str, str], set[str]] = {
     ("GET", "/models"): READERS,
     ("POST", "/models/import"): {ADMIN},
     ("GET", "/label"): {LABELER},
+    ("GET", "/projects/{project_id}/preview"): {ADMIN},
     ("POST", "/label/{assignment_id}/ranking"): {LABELER},
     ("POST", "/label/{assignment_id}/skip"): {LABELER},
     ("POST", "/label/{assignment_id}/demonstration"): {LABELER},
