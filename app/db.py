@@ -24,6 +24,8 @@ NAMING_CONVENTION = {
 
 # JSON everywhere, JSONB on Postgres (indexable, compact).
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+"""JSON whose Python None is SQL NULL (JSONType stores it as the JSON value null), for `IS NULL` tests."""
 
 
 class UTCDateTime(TypeDecorator):

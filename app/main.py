@@ -15,6 +15,8 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.access_log import quiet_worker_polling
 from app.admission import RETRY_AFTER_SECONDS, DatabaseGate
+from app.agreement import labelers_pages
+from app.agreement import labelers_router as labelers_api
 from app.agreement import pages as agreement_pages
 from app.agreement import router as agreement_api
 from app.api_docs import API_PREFIX, OPENAPI_URL
@@ -80,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         export_api.router,
         import_api.router,
         agreement_api.router,
+        labelers_api.router,
         models_api.router,
         evaluation_api.router,
     ]
@@ -99,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         labeling_pages.router,
         preview_pages.router,
         agreement_pages.router,
+        labelers_pages.router,
         export_pages.router,
         models_pages.router,
         evaluation_pages.router,

@@ -47,7 +47,7 @@ def load_rankings(session: Session, *, project_id: int) -> dict[int, list[Rankin
     """
     rows = session.execute(
         select(Ranking.id, Ranking.prompt_id, Ranking.labeler_id, Ranking.tiers, Ranking.seconds_spent)
-        .where(Ranking.project_id == project_id)
+        .where(Ranking.project_id == project_id, Ranking.gold.is_(False))  # gold: scored on its own
         .order_by(Ranking.prompt_id, Ranking.id)
     )
     by_prompt: dict[int, list[RankingRow]] = defaultdict(list)

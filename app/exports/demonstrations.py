@@ -24,6 +24,8 @@ def _conditions(plan: ExportPlan) -> list:
         conditions.append(Demonstration.created_at < plan.filters.until)
     if plan.labeler_ids is not None:
         conditions.append(Demonstration.labeler_id.in_(plan.labeler_ids))
+    if plan.excluded_labeler_ids:
+        conditions.append(Demonstration.labeler_id.not_in(sorted(plan.excluded_labeler_ids)))
     return conditions
 
 

@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 
 from app.exports import rows
-from app.exports.pseudonyms import labeler_pseudonym
 from app.exports.schemas import ExportPlan
+from app.projects.pseudonyms import labeler_pseudonym
 
 CACHE_LIMIT = 20_000  # encoded prompts/completions kept; cleared beyond (ids come roughly in order)
 

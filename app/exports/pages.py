@@ -27,15 +27,17 @@ FORM_FIELDS = (
     "labelers",
     "include_ties",
     "exclude_none_acceptable",
+    "exclude_labeler_status",
 )
+LISTS = ("exclude_flags", "exclude_labeler_status")
 CHECKBOXES = ("include_ties", "exclude_none_acceptable")
 
 
 def _filters_from_query(request: Request) -> tuple[dict, ExportFilters | None, str | None]:
     """The form's values as typed, the validated filters (or None), and an error message."""
     query = request.query_params
-    form = {name: query.get(name, "") for name in FORM_FIELDS if name != "exclude_flags"}
-    form["exclude_flags"] = query.getlist("exclude_flags")
+    form = {name: query.get(name, "") for name in FORM_FIELDS if name not in LISTS}
+    form |= {name: query.getlist(name) for name in LISTS}
     values = {key: value for key, value in form.items() if value not in ("", [])}
     for box in CHECKBOXES:
         values[box] = form.get(box) in ("true", "on", "1")
@@ -57,7 +59,7 @@ def export_page(
             rows = service.count_rows(session.connection(), plan)
             query = {k: v for k, v in filters.model_dump(mode="json", exclude_defaults=True).items()}
             query.update(kind=filters.kind, format=filters.format)
-            for key in ("exclude_flags", "labelers"):
+            for key in ("exclude_flags", "labelers", "exclude_labeler_status"):
                 if key in query:
                     query[key] = ",".join(query[key])
             download = f"/api/v1/projects/{project.id}/export?{urlencode(query)}"

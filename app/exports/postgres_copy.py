@@ -12,9 +12,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection, select
 
-from app.exports.pseudonyms import labeler_pseudonym
 from app.exports.rows import copy_select
 from app.labeling.models import Ranking
+from app.projects.pseudonyms import labeler_pseudonym
 
 ROWS_PER_CHUNK = 2000
 
@@ -53,7 +53,7 @@ def copy_pair_lines(connection: Connection, plan) -> Iterator[bytes]:
         if cases
         else "coalesce(r.source, 'import')"
     )
-    conditions = [f"r.project_id = {int(plan.project_id)}"]
+    conditions = [f"r.project_id = {int(plan.project_id)}", "NOT r.gold"]  # gold rankings are never data
     if filters.since is not None:
         conditions.append(f"r.created_at >= {_timestamp(filters.since)}")
     if filters.until is not None:
@@ -66,6 +66,9 @@ def copy_pair_lines(connection: Connection, plan) -> Iterator[bytes]:
         )
     if filters.exclude_none_acceptable:
         conditions.append("NOT r.none_acceptable")
+    if plan.excluded_labeler_ids:
+        ids = ", ".join(str(int(i)) for i in sorted(plan.excluded_labeler_ids))
+        conditions.append(f"(r.labeler_id IS NULL OR r.labeler_id NOT IN ({ids}))")
     if filters.exclude_flags:
         flags = "ARRAY[" + ", ".join(_quote(flag) for flag in filters.exclude_flags) + "]"
         for side in ("chosen_id", "rejected_id"):

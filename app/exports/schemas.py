@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 SCHEMA_VERSION = 2
 
 ExportKind = Literal["pairs", "rankings", "demonstrations"]
+LabelerStatusName = Literal["ok", "flagged", "excluded"]  # app/agreement/models.py
 ExportFormat = Literal["jsonl", "parquet"]
 
 
@@ -32,11 +33,15 @@ class ExportFilters(BaseModel):
     )
     labelers: list[str] = Field(default_factory=list, description="Only these pseudonymous labeler ids")
     include_ties: bool = Field(False, description="Add tied pairs, marked with tie: true")
+    exclude_labeler_status: list[LabelerStatusName] = Field(
+        default_factory=list,
+        description="Leave out the work of labelers with these statuses (GET /projects/{id}/labelers)",
+    )
     exclude_none_acceptable: bool = Field(
         False, description='Drop the rankings whose labeler marked "none of these is acceptable"'
     )
 
-    @field_validator("exclude_flags", "labelers", mode="before")
+    @field_validator("exclude_flags", "labelers", "exclude_labeler_status", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """`exclude_flags=unsafe,nonsense` in a query string, or a list."""
@@ -87,6 +92,9 @@ class TrainingFilters(BaseModel):
     min_agreement: float | None = Field(None, ge=-1, le=1)
     exclude_flags: list[str] = Field(default_factory=list)
     labelers: list[str] = Field(default_factory=list)
+    exclude_labeler_status: list[LabelerStatusName] = Field(
+        default_factory=list, description="Leave out the rankings of labelers with these statuses"
+    )
     exclude_none_acceptable: bool = Field(
         True,
         description='Leave out rankings marked "none acceptable" (on by default: the order among answers a '
@@ -103,3 +111,4 @@ class ExportPlan:
     filters: ExportFilters
     labeler_ids: frozenset[int] | None  # None: everyone
     prompt_ids: frozenset[int] | None  # None: every prompt (min_agreement unset)
+    excluded_labeler_ids: frozenset[int] = frozenset()  # exclude_labeler_status resolved

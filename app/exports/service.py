@@ -9,17 +9,17 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Select, Text, cast, func, select, union
+from sqlalchemy import Connection, Select, Text, cast, func, or_, select, union
 from sqlalchemy.orm import Session, aliased
 
 from app.errors import InvalidInput
 from app.exports import demonstrations, rows
 from app.exports.encoder import Encoder
-from app.exports.pseudonyms import labeler_pseudonym
 from app.exports.schemas import ExportFilters, ExportPlan
 from app.labeling.expansion import tied_pairs
 from app.labeling.models import Comparison, Demonstration, Ranking
 from app.projects.models import InstructionVersion, Project
+from app.projects.pseudonyms import labeler_pseudonym
 from app.prompts.models import Completion, Prompt
 
 FETCH_ROWS = 5000  # rows per round trip of the server-side cursor
@@ -30,8 +30,9 @@ def plan_export(session: Session, *, project: Project, filters: ExportFilters) -
     unknown_flags = sorted(set(filters.exclude_flags) - set(project.flags))
     if unknown_flags:
         raise InvalidInput(
-            f"exclude_flags: {unknown_flags} are not flags of this project ({project.flags}).",
-            details={"field": "exclude_flags"},
+            f"exclude_flags: not flags of this project: {', '.join(unknown_flags)} (its flags: "
+            f"{', '.join(project.flags) or 'none'}).",
+            details={"field": "exclude_flags", "unknown": unknown_flags},
         )
     labeler_ids = None
     if filters.labelers:
@@ -49,7 +50,9 @@ def plan_export(session: Session, *, project: Project, filters: ExportFilters) -
         unknown = sorted(set(filters.labelers) - set(by_pseudonym))
         if unknown:
             raise InvalidInput(
-                f"labelers: {unknown} are not labelers of this project.", details={"field": "labelers"}
+                f"labelers: not labelers of this project: {', '.join(unknown)}. The project's Labelers page "
+                "lists each labeler's pseudonym.",
+                details={"field": "labelers", "unknown": unknown},
             )
         labeler_ids = frozenset(by_pseudonym[p] for p in filters.labelers)
     prompt_ids = None
@@ -58,7 +61,13 @@ def plan_export(session: Session, *, project: Project, filters: ExportFilters) -
 
         agreement = agreement_by_prompt(session, project_id=project.id)
         prompt_ids = frozenset(pid for pid, value in agreement.items() if value >= filters.min_agreement)
-    return ExportPlan(project.id, project.export_salt, filters, labeler_ids, prompt_ids)
+    excluded = frozenset()
+    if filters.exclude_labeler_status:
+        from app.agreement.labelers import labeler_ids_with_status
+
+        statuses = set(filters.exclude_labeler_status)
+        excluded = frozenset(labeler_ids_with_status(session, project=project, statuses=statuses))
+    return ExportPlan(project.id, project.export_salt, filters, labeler_ids, prompt_ids, excluded)
 
 
 def count_rows(connection: Connection, plan: ExportPlan) -> int:
@@ -225,7 +234,7 @@ def _raw_rows(connection: Connection, query: Select) -> Iterator[tuple]:
 
 
 def _ranking_conditions(plan: ExportPlan) -> list:
-    conditions = [Ranking.project_id == plan.project_id]
+    conditions = [Ranking.project_id == plan.project_id, Ranking.gold.is_(False)]  # gold is never data
     if plan.filters.since is not None:
         conditions.append(Ranking.created_at >= plan.filters.since)
     if plan.filters.until is not None:
@@ -234,7 +243,14 @@ def _ranking_conditions(plan: ExportPlan) -> list:
         conditions.append(Ranking.labeler_id.in_(plan.labeler_ids))
     if plan.filters.exclude_none_acceptable:
         conditions.append(Ranking.none_acceptable.is_(False))
+    if plan.excluded_labeler_ids:
+        conditions.append(_not_excluded(Ranking.labeler_id, plan))
     return conditions
+
+
+def _not_excluded(labeler_id, plan: ExportPlan):
+    """Imported rankings (no labeler) are never a labeler's to exclude."""
+    return or_(labeler_id.is_(None), labeler_id.not_in(sorted(plan.excluded_labeler_ids)))
 
 
 def _pairs_query(plan: ExportPlan, window: tuple[int, int] | None = None) -> Select:
@@ -269,11 +285,17 @@ def _pairs_query(plan: ExportPlan, window: tuple[int, int] | None = None) -> Sel
     )
     if window is None:
         return query.where(*_ranking_conditions(plan))
-    conditions = [Comparison.project_id == plan.project_id, Comparison.ranking_id.between(*window)]
+    conditions = [
+        Comparison.project_id == plan.project_id,
+        Comparison.ranking_id.between(*window),
+        Ranking.gold.is_(False),
+    ]
     if plan.labeler_ids is not None:
         conditions.append(Ranking.labeler_id.in_(sorted(plan.labeler_ids)))
     if plan.filters.exclude_none_acceptable:
         conditions.append(Ranking.none_acceptable.is_(False))
+    if plan.excluded_labeler_ids:
+        conditions.append(_not_excluded(Ranking.labeler_id, plan))
     return query.where(*conditions)
 
 

@@ -1,7 +1,7 @@
 """What a labeler sends back for a task: a ranking (expanded into comparisons, with an optional rewrite),
 a written answer, or a skip; each checked against the assignment first. No HTTP types here."""
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -14,6 +14,7 @@ from app.labeling.expansion import check_tiers, expand_tiers
 from app.labeling.models import Assignment, AssignmentStatus, Comparison, Demonstration, Ranking
 from app.labeling.schemas import DemonstrationIn, RankingIn
 from app.projects.models import Project
+from app.prompts.models import Prompt
 
 
 def get_assignment_for(session: Session, *, assignment_id: int, labeler: User) -> Assignment:
@@ -105,6 +106,9 @@ def submit_ranking(
         none_acceptable=body.none_acceptable,
         seconds_spent=body.seconds_spent,
         shown_order=assignment.shown_order,
+        # scored against the gold tiers in app/agreement/labelers.py; stored like any other (the labeler
+        # cannot tell), and left out of exports, training and agreement
+        gold=session.scalar(select(Prompt.gold_tiers.is_not(None)).where(Prompt.id == assignment.prompt_id)),
         instructions_version_id=assignment.instructions_version_id,
     )
     try:

@@ -68,6 +68,8 @@ class Ranking(Base):
     tiers: Mapped[list[list[int]]] = mapped_column(JSONType)
     flags: Mapped[dict[str, list[str]]] = mapped_column(JSONType, default=dict)  # {"43": ["unsafe"]}
     none_acceptable: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A ranking of a gold prompt: scored against the gold tiers, never exported or trained on.
+    gold: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     seconds_spent: Mapped[float | None] = mapped_column(Float)
     shown_order: Mapped[list[int] | None] = mapped_column(JSONType)
     instructions_version_id: Mapped[int | None] = mapped_column(ForeignKey("instruction_versions.id"))

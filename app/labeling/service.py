@@ -70,6 +70,8 @@ def next_task(
     )
     if current is not None:
         return current
+    if (gold := _gold_task(session, labeler=labeler, project=project, ttl=ttl)) is not None:
+        return gold
     # Concurrent labelers race for the same slots. Each prompt is taken on its own: locked, its slots
     # counted afresh, one taken (see _try_assign). Prompts another request holds are tried first without
     # waiting, so concurrent requests spread out, then waiting, so a busy prompt is never mistaken for a
@@ -164,12 +166,15 @@ def _assign_locked(
         )
         if locked is None:
             return BUSY
-    taken = set(
-        session.scalars(
-            select(Assignment.slot).where(Assignment.prompt_id == prompt.id, Assignment.slot.is_not(None))
+    if prompt.gold_tiers is not None:
+        free: list[int | None] = [None]  # a gold task takes no slot: every labeler may have it once
+    else:
+        taken = set(
+            session.scalars(
+                select(Assignment.slot).where(Assignment.prompt_id == prompt.id, Assignment.slot.is_not(None))
+            )
         )
-    )
-    free = [slot for slot in range(project.rankings_per_prompt) if slot not in taken]
+        free = [slot for slot in range(project.rankings_per_prompt) if slot not in taken]
     if not free:
         return FULL
     completion_ids = list(
@@ -245,8 +250,42 @@ def _open_to(query: Select, *, labeler: User, project: Project | None) -> Select
         _slots_taken(Prompt.id) < Project.rankings_per_prompt,
         ~mine,
         members.open_to(labeler.id, Project.id),
+        Prompt.gold_tiers.is_(None),  # gold tasks come through _gold_task, at the project's gold_rate
     )
     return query.where(Prompt.project_id == project.id) if project is not None else query
+
+
+def _gold_task(
+    session: Session, *, labeler: User, project: Project | None, ttl: timedelta
+) -> Assignment | None:
+    """A gold task, at the project's gold_rate: the first gold prompt this labeler has not had, handed
+    out like any other (no slot: every labeler may have it once), or None when the draw says not now."""
+    mine = exists().where(Assignment.prompt_id == Prompt.id, Assignment.labeler_id == labeler.id)
+    query = (
+        select(Prompt, Project)
+        .join(Project, Project.id == Prompt.project_id)
+        .where(
+            Prompt.gold_tiers.is_not(None),
+            Project.gold_rate > 0,
+            Project.task == "rank",
+            _completions_of(Prompt.id) >= Project.completions_per_prompt,
+            ~mine,
+            members.open_to(labeler.id, Project.id),
+        )
+        .order_by(Prompt.id)
+        .limit(1)
+    )
+    if project is not None:
+        query = query.where(Prompt.project_id == project.id)
+    found = session.execute(query).first()
+    if found is None or _shuffler.random() >= found[1].gold_rate:
+        return None
+    # Gold is mixed into ordinary work, never all that is left: a labeler who has ranked everything else
+    # is told so, rather than handed only gold tasks (which would tell them which ones are gold).
+    if _count_available(session, labeler=labeler, project=found[1]) == 0:
+        return None
+    outcome = _try_assign(session, prompt=found[0], project=found[1], labeler=labeler, ttl=ttl, wait=True)
+    return outcome if isinstance(outcome, Assignment) else None
 
 
 def task_view(session: Session, assignment: Assignment) -> dict:

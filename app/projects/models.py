@@ -4,7 +4,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.auth.models import User
@@ -30,7 +30,15 @@ class Project(Base):
     generation: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # Keys the pseudonymous labeler ids of this project's exports (see app.exports.pseudonyms).
+    # Labeler quality (app/agreement/labelers.py): the share of tasks that are gold tasks, and the rules
+    # that flag a labeler: too many rankings faster than min_seconds, or gold agreement (Kendall tau-b
+    # with the gold tiers) below gold_min_agreement once gold_min_tasks gold tasks are ranked.
+    gold_rate: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    min_seconds: Mapped[float] = mapped_column(Float, default=3.0, server_default="3")
+    max_fast_share: Mapped[float] = mapped_column(Float, default=0.3, server_default="0.3")
+    gold_min_agreement: Mapped[float] = mapped_column(Float, default=0.3, server_default="0.3")
+    gold_min_tasks: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    # Keys the pseudonymous labeler ids of this project's exports (see app.projects.pseudonyms).
     export_salt: Mapped[str] = mapped_column(String(64), default=lambda: secrets.token_hex(16))
 
     instruction_versions: Mapped[list["InstructionVersion"]] = relationship(

@@ -21,7 +21,7 @@ from app.ids import parse_id
 from app.projects import service
 from app.projects.dependencies import ProjectDep
 from app.projects.models import Project
-from app.projects.schemas import DEFAULT_FLAGS, ProjectCreate, ProjectUpdate
+from app.projects.schemas import DEFAULT_FLAGS, QUALITY_FIELDS, ProjectCreate, ProjectFields, ProjectUpdate
 from app.web import redirect, render
 
 router = APIRouter(include_in_schema=False)
@@ -41,7 +41,13 @@ FIELD_LABELS = {
     "retry_temperature": "Retry temperature",
     "top_p": "Top-p",
     "max_new_tokens": "Max new tokens",
+    "gold_rate": "Gold task rate",
+    "min_seconds": "Too fast below (seconds)",
+    "max_fast_share": "Flag above this share too fast",
+    "gold_min_agreement": "Flag below this gold agreement",
+    "gold_min_tasks": "Gold tasks before judging",
 }
+QUALITY_DEFAULTS = {name: str(ProjectFields.model_fields[name].default) for name in QUALITY_FIELDS}
 
 
 # --- the project list ----------------------------------------------------------------------------
@@ -79,6 +85,11 @@ class ProjectForm(BaseModel):
     retry_temperature: str = ""
     top_p: str = ""
     max_new_tokens: str = ""
+    gold_rate: str = ""
+    min_seconds: str = ""
+    max_fast_share: str = ""
+    gold_min_agreement: str = ""
+    gold_min_tasks: str = ""
 
     @classmethod
     def defaults(cls) -> "ProjectForm":
@@ -91,6 +102,7 @@ class ProjectForm(BaseModel):
             temperature="0.8",
             top_p="0.95",
             max_new_tokens="128",
+            **QUALITY_DEFAULTS,
         )
 
     @classmethod
@@ -108,6 +120,7 @@ class ProjectForm(BaseModel):
             retry_temperature=str(generation.get("retry_temperature") or ""),
             top_p=str(generation.get("top_p", "")),
             max_new_tokens=str(generation.get("max_new_tokens", "")),
+            **{name: str(getattr(project, name)) for name in QUALITY_FIELDS},
         )
 
     def payload(self) -> dict[str, Any]:
@@ -128,6 +141,7 @@ class ProjectForm(BaseModel):
                 "top_p": self.top_p.strip(),
                 "max_new_tokens": self.max_new_tokens.strip(),
             },
+            **{name: getattr(self, name).strip() or QUALITY_DEFAULTS[name] for name in QUALITY_FIELDS},
         }
 
 

@@ -9,6 +9,7 @@ from app.projects import service
 from app.projects.dependencies import ProjectDep
 from app.projects.models import Project
 from app.projects.schemas import (
+    QUALITY_FIELDS,
     InstructionVersionOut,
     ProjectCounts,
     ProjectCreate,
@@ -35,6 +36,7 @@ def _to_out(project: Project, counts: ProjectCounts) -> ProjectOut:
         rankings_per_prompt=project.rankings_per_prompt,
         flags=project.flags,
         generation=project.generation,
+        **{key: getattr(project, key) for key in QUALITY_FIELDS},
         counts=counts,
         progress=service.ready_share(counts),
         created_at=project.created_at,

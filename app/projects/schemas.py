@@ -49,6 +49,16 @@ class ProjectFields(BaseModel):
     rankings_per_prompt: int = Field(1, ge=1, le=50, description="How many different labelers rank a prompt")
     flags: list[FlagName] = Field(default_factory=lambda: list(DEFAULT_FLAGS), max_length=20)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    # labeler quality (docs/quality.md)
+    gold_rate: float = Field(0.0, ge=0, le=0.5, description="Share of tasks that are gold tasks (when any)")
+    min_seconds: float = Field(3.0, ge=0, le=3600, description="A ranking faster than this is too fast")
+    max_fast_share: float = Field(
+        0.3, ge=0, le=1, description="Flag a labeler with more than this share of too-fast rankings"
+    )
+    gold_min_agreement: float = Field(
+        0.3, ge=-1, le=1, description="Flag a labeler whose mean gold agreement (tau-b) is below this"
+    )
+    gold_min_tasks: int = Field(3, ge=1, le=1000, description="Gold rankings before the gold rule applies")
 
     _flags_unique = field_validator("flags")(_require_unique)
 
@@ -76,6 +86,11 @@ class ProjectUpdate(BaseModel):
     rankings_per_prompt: int | None = Field(None, ge=1, le=50)
     flags: list[FlagName] | None = Field(None, max_length=20)
     generation: dict | None = None
+    gold_rate: float | None = Field(None, ge=0, le=0.5)
+    min_seconds: float | None = Field(None, ge=0, le=3600)
+    max_fast_share: float | None = Field(None, ge=0, le=1)
+    gold_min_agreement: float | None = Field(None, ge=-1, le=1)
+    gold_min_tasks: int | None = Field(None, ge=1, le=1000)
 
     _flags_unique = field_validator("flags")(_require_unique)
 
@@ -109,3 +124,6 @@ class InstructionVersionOut(BaseModel):
     body_md: str
     created_at: datetime
     author: str | None = Field(None, validation_alias=AliasPath("author", "username"))
+
+
+QUALITY_FIELDS = ("gold_rate", "min_seconds", "max_fast_share", "gold_min_agreement", "gold_min_tasks")

@@ -13,7 +13,13 @@ from app.labeling.models import Assignment
 from app.models_registry.service import generation_model
 from app.names import name_key
 from app.projects.models import InstructionVersion, Project
-from app.projects.schemas import GenerationSettings, ProjectCounts, ProjectCreate, ProjectUpdate
+from app.projects.schemas import (
+    QUALITY_FIELDS,
+    GenerationSettings,
+    ProjectCounts,
+    ProjectCreate,
+    ProjectUpdate,
+)
 from app.prompts.models import Completion, Prompt
 
 
@@ -30,6 +36,7 @@ def create_project(
         flags=list(data.flags),
         generation=data.generation.model_dump(),
         created_by_id=author.id if author else None,
+        **{key: getattr(data, key) for key in QUALITY_FIELDS},
     )
     session.add(project)
     session.flush()
@@ -63,7 +70,7 @@ def update_project(
     if fields.get("task") is not None and fields["task"] != project.task:
         _require_no_assignments(session, project)
         project.task = fields["task"]
-    for key in ("completions_per_prompt", "rankings_per_prompt"):
+    for key in ("completions_per_prompt", "rankings_per_prompt", *QUALITY_FIELDS):
         if fields.get(key) is not None:
             setattr(project, key, fields[key])
     if fields.get("flags") is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import IO, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from app.errors import InvalidInput
@@ -167,8 +167,26 @@ def _insert_batch(session: Session, *, project: Project, prompts: list[PromptIn]
         for text in (p.completions or [])
     ]
     if completion_rows:
-        session.execute(insert(Completion), completion_rows)
+        completion_ids = list(
+            session.scalars(
+                insert(Completion).returning(Completion.id, sort_by_parameter_order=True), completion_rows
+            )
+        )
+        _store_gold(session, ids, prompts, completion_ids)
     return len(completion_rows)
+
+
+def _store_gold(
+    session: Session, prompt_ids: list[int], prompts: list[PromptIn], completion_ids: list[int]
+) -> None:
+    """A gold line's tiers of indexes, as tiers of the completion ids just inserted (in the same order)."""
+    position = 0
+    for prompt_id, prompt in zip(prompt_ids, prompts, strict=True):
+        ids = completion_ids[position : position + len(prompt.completions or [])]
+        position += len(ids)
+        if prompt.gold is not None:
+            gold = [[ids[i] for i in tier] for tier in prompt.gold]
+            session.execute(update(Prompt).where(Prompt.id == prompt_id).values(gold_tiers=gold))
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -191,6 +209,9 @@ def _parse(upload: IO[bytes], fmt: Format, k: int, problems: Problems) -> Iterat
                 problems.add(
                     line, f"{len(prompt.completions)} completions given, but the project ranks K={k}"
                 )
+                continue
+            if prompt.gold is not None and len(prompt.completions or []) != k:
+                problems.add(line, f"a gold task needs all K={k} completions, ranked in its gold tiers")
                 continue
             yield ParsedPrompt(line, prompt)
     except BadLine as exc:  # the file cannot be read past this line (bad encoding, broken gzip)
@@ -327,5 +348,5 @@ def _describe(exc: ValidationError) -> str:
     where = ".".join(str(part) for part in err["loc"])
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        return f"unknown field '{where}' (allowed: prompt, messages, completions, metadata)"
+        return f"unknown field '{where}' (allowed: prompt, messages, completions, metadata, gold)"
     return f"{where}: {message}" if where else message

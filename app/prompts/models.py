@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import Base, JSONType, UTCDateTime, utcnow
+from app.db import Base, JSONType, NullableJSON, UTCDateTime, utcnow
 
 # Prompts that arrived with imported preference data (see app.imports) carry this source prefix. They
 # are there to be exported and trained on: never handed to labelers, never filled by generation.
@@ -25,6 +25,9 @@ class Prompt(Base):
     # Where the prompt came from: "upload:<file name>", "demo", "api"...
     source: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A gold task's known answer: tiers of completion ids, best first (None: an ordinary prompt). Gold
+    # prompts are handed out at the project's gold_rate, scored, never exported or trained on.
+    gold_tiers: Mapped[list[list[int]] | None] = mapped_column(NullableJSON, nullable=True)
 
     completions: Mapped[list["Completion"]] = relationship(
         back_populates="prompt", order_by="Completion.id", cascade="all, delete-orphan"

@@ -25,6 +25,11 @@ class PromptIn(BaseModel):
     messages: list[ChatMessage] | None = Field(None, min_length=1, max_length=200)
     completions: list[Annotated[str, Field(max_length=MAX_TEXT)]] | None = Field(None, max_length=9)
     metadata: dict[str, Any] | None = None
+    gold: list[list[int]] | None = Field(
+        None,
+        description="A gold task's known answer: tiers of indexes into `completions`, best first "
+        "(every index once, at least two tiers)",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_form(self) -> "PromptIn":
@@ -39,6 +44,14 @@ class PromptIn(BaseModel):
                 raise ValueError('"completions" contains a blank completion')
             if len(set(self.completions)) != len(self.completions):
                 raise ValueError('"completions" contains the same text twice; labelers cannot rank twins')
+        if self.gold is not None:
+            count = len(self.completions or [])
+            indexes = [i for tier in self.gold for i in tier]
+            if sorted(indexes) != list(range(count)) or len(self.gold) < 2 or any(not t for t in self.gold):
+                raise ValueError(
+                    f'"gold" must put each completion index (0 to {count - 1}) in exactly one tier, '
+                    "in at least two non-empty tiers"
+                )
         return self
 
     def chat(self) -> list[dict[str, str]]:

@@ -269,3 +269,30 @@ def test_static_files_are_served_locally(client: TestClient) -> None:
         assert f'"{path}?v=' in page, "linked with its content version (app/static_files.py)"
         assert client.get(path).status_code == 200, path
     assert "://" not in "".join(re.findall(r'(?:src|href)="([^"]*)"', page))
+
+
+def test_the_labeler_quality_rules_are_edited_on_the_project_form(client: TestClient, admin: Account) -> None:
+    project = create_project(client, admin)
+    pid = project["id"]
+    csrf = browser_login(client, admin)
+    edit = client.get(f"/projects/{pid}/edit").text
+    assert 'id="gold_rate"' in edit and 'id="min_seconds"' in edit and 'value="3.0"' in edit
+    fields = {
+        "name": project["name"],
+        "completions_per_prompt": "4",
+        "rankings_per_prompt": "1",
+        "flags": "unsafe, nonsense",
+        "model": "default",
+        "temperature": "0.8",
+        "top_p": "0.95",
+        "max_new_tokens": "64",
+        "gold_rate": "0.2",
+        "min_seconds": "5",
+        "csrf_token": csrf,
+    }
+    saved = client.post(f"/projects/{pid}/edit", data=fields, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    after = client.get(f"/api/v1/projects/{pid}", headers=admin.headers).json()
+    assert (after["gold_rate"], after["min_seconds"], after["gold_min_tasks"]) == (0.2, 5.0, 3)
+    refused = client.post(f"/projects/{pid}/edit", data={**fields, "gold_rate": "0.9"})
+    assert refused.status_code == 422 and "Gold task rate" in refused.text

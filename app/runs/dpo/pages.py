@@ -32,6 +32,7 @@ def start_dpo_run(
     lora_r: Annotated[str, Form()] = "",
     exclude_flags: Annotated[list[str] | None, Form()] = None,
     exclude_none_acceptable: Annotated[list[str] | None, Form()] = None,
+    exclude_labeler_status: Annotated[list[str] | None, Form()] = None,
     force: Annotated[bool, Form()] = False,
     min_agreement: Annotated[str, Form()] = "",
 ):
@@ -47,6 +48,7 @@ def start_dpo_run(
     typed = typed_text | {"min_agreement": min_agreement, "exclude_flags": exclude_flags or []}
     typed["exclude_none_acceptable"] = exclude_none_acceptable or []
     typed["force"] = ["true"] * force
+    typed["exclude_labeler_status"] = exclude_labeler_status or []
     try:
         fields = filled(**typed_text)
         if "policy" in fields:
@@ -57,6 +59,7 @@ def start_dpo_run(
                 "exclude_flags": exclude_flags or [],
                 "min_agreement": min_agreement or None,
                 "exclude_none_acceptable": ticked(exclude_none_acceptable, default=True),
+                "exclude_labeler_status": exclude_labeler_status or [],
             },
             force=force,
         )

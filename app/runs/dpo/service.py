@@ -9,7 +9,7 @@ from app.exports.schemas import ExportFilters
 from app.exports.service import plan_export
 from app.jobs import service as jobs
 from app.jobs.models import Job
-from app.labeling.models import Comparison
+from app.labeling.models import Comparison, Ranking
 from app.models_registry import service as registry
 from app.models_registry.models import ModelKind
 from app.projects.models import Project
@@ -29,7 +29,12 @@ def queue_dpo_training(
     filters = ExportFilters(kind="pairs", format="jsonl", **request.filters.model_dump())
     plan = plan_export(session, project=project, filters=filters)
     prompt_ids = list(
-        session.scalars(select(Comparison.prompt_id).where(Comparison.project_id == project.id).distinct())
+        session.scalars(
+            select(Comparison.prompt_id)
+            .join(Ranking, Ranking.id == Comparison.ranking_id)
+            .where(Comparison.project_id == project.id, Ranking.gold.is_(False))  # gold is never trained on
+            .distinct()
+        )
     )
     if not prompt_ids:
         raise InvalidInput(

@@ -29,6 +29,7 @@ def start_reward_run(
     max_length: Annotated[str, Form()] = "",
     exclude_flags: Annotated[list[str] | None, Form()] = None,
     exclude_none_acceptable: Annotated[list[str] | None, Form()] = None,
+    exclude_labeler_status: Annotated[list[str] | None, Form()] = None,
     force: Annotated[bool, Form()] = False,
     min_agreement: Annotated[str, Form()] = "",
 ):
@@ -36,6 +37,7 @@ def start_reward_run(
     typed |= {"max_length": max_length, "min_agreement": min_agreement, "exclude_flags": exclude_flags or []}
     typed["exclude_none_acceptable"] = exclude_none_acceptable or []
     typed["force"] = ["true"] * force
+    typed["exclude_labeler_status"] = exclude_labeler_status or []
     try:
         body = RewardTrainRequest(
             **filled(
@@ -45,6 +47,7 @@ def start_reward_run(
                 "exclude_flags": exclude_flags or [],
                 "min_agreement": min_agreement or None,
                 "exclude_none_acceptable": ticked(exclude_none_acceptable, default=True),
+                "exclude_labeler_status": exclude_labeler_status or [],
             },
             force=force,
         )
