@@ -33,6 +33,9 @@ def load_reward_model(model_dir: Path | str, dtype: torch.dtype = torch.float32,
     """
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     tokenizer.padding_side = "right"
+    # PrefLab cuts every input itself (trainer.reward_data.truncate: the prompt on the left, specials
+    # kept), so the saved model_max_length (for other readers) must not make the tokenizer warn
+    tokenizer.model_max_length = int(1e30)
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ValueError(f"Tokenizer in {model_dir} has neither a pad nor an EOS token.")
