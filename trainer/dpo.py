@@ -225,8 +225,6 @@ def train_dpo(
         ignored=RESUME_IGNORED_FIELDS,
     )
     model, state = run.model, run.state
-    if state.step:
-        log.info("resumed from %s at step %d", checkpoint_dir, state.step)
 
     def figures(indices, data, ref) -> tuple[torch.Tensor, dict[str, float], list[bool]]:
         """The batch's mean loss, TRL's figures, and per pair whether the chosen answer's implicit reward

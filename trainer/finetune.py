@@ -5,6 +5,7 @@ plain causal LM that the worker, transformers and vLLM load as they are."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Sequence
@@ -17,10 +18,9 @@ import torch
 import transformers
 from accelerate import Accelerator
 from torch import nn
-from transformers import get_linear_schedule_with_warmup
 
 from trainer.checkpoint import load_checkpoint, save_checkpoint
-from trainer.optim import fused_where_supported
+from trainer.optim import adamw_with_warmup
 from trainer.policy import load_policy, resolve_model_dir
 from trainer.ppo_models import add_lora, disable_dropout
 from trainer.reward_model import PREFLAB_JSON
@@ -29,6 +29,8 @@ IGNORE = -100
 """The label of a token that is not learnt (the prompt, padding): torch's cross-entropy skips it."""
 
 Chat = list[dict[str, str]]
+
+log = logging.getLogger("preflab.finetune")
 
 
 class LoraSettings(Protocol):
@@ -259,21 +261,20 @@ def prepare_run(
     total_steps = config.max_steps or config.epochs * max(
         1, batches_per_epoch // config.gradient_accumulation_steps
     )
-    optimizer = torch.optim.AdamW(
+    optimizer, scheduler = adamw_with_warmup(
+        accelerator,
         [p for p in model.parameters() if p.requires_grad],
         lr=config.learning_rate,
         weight_decay=config.weight_decay,
-        fused=fused_where_supported(accelerator.device),
-    )
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer,
-        num_warmup_steps=int(config.warmup_ratio * total_steps) * accelerator.num_processes,
-        num_training_steps=total_steps * accelerator.num_processes,
+        warmup_ratio=config.warmup_ratio,
+        total_steps=total_steps,
     )
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     state = resume_state(
         accelerator, checkpoint_dir, asdict(config), ignored=ignored, fingerprint=fingerprint
     )
+    if state.step:
+        log.info("resumed from %s at step %d", checkpoint_dir, state.step)
 
     def checkpoint() -> None:
         save_loop_state(accelerator, checkpoint_dir, state, asdict(config), fingerprint)

@@ -14,3 +14,22 @@ def fused_where_supported(device: torch.device) -> bool | None:
     choice to torch.
     """
     return True if device.type in ("cpu", "cuda") else None
+
+
+def adamw_with_warmup(
+    accelerator, params, *, lr: float, weight_decay: float, warmup_ratio: float, total_steps: int
+):
+    """AdamW (fused where supported) and a linear schedule with warm-up over ``total_steps`` optimizer
+    steps, as the reward model, SFT and DPO train. accelerate steps a prepared scheduler once per process
+    each step, hence the step counts multiplied by the process count."""
+    from transformers import get_linear_schedule_with_warmup
+
+    optimizer = torch.optim.AdamW(
+        params, lr=lr, weight_decay=weight_decay, fused=fused_where_supported(accelerator.device)
+    )
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer,
+        num_warmup_steps=int(warmup_ratio * total_steps) * accelerator.num_processes,
+        num_training_steps=total_steps * accelerator.num_processes,
+    )
+    return optimizer, scheduler

@@ -34,12 +34,11 @@ import transformers
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
-from transformers import get_linear_schedule_with_warmup
 
 from trainer.bundled import default_backbone_dir
 from trainer.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
 from trainer.data import PreferencePair
-from trainer.optim import fused_where_supported
+from trainer.optim import adamw_with_warmup
 from trainer.reward_batches import bradley_terry_loss, collate, encode_rankings
 from trainer.reward_config import DEFAULT_BACKBONE, RESUME_IGNORED_FIELDS, RewardConfig, RewardResult
 from trainer.reward_data import (
@@ -145,16 +144,13 @@ def train_reward_model(
         len(train_data), config.batch_rankings, config.gradient_accumulation_steps, accelerator.num_processes
     )
     total_steps = config.max_steps or config.epochs * per_epoch
-    optimizer = torch.optim.AdamW(
+    optimizer, scheduler = adamw_with_warmup(
+        accelerator,
         model.parameters(),
         lr=config.lr,
         weight_decay=config.weight_decay,
-        fused=fused_where_supported(accelerator.device),
-    )
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer,
-        num_warmup_steps=int(config.warmup_ratio * total_steps) * accelerator.num_processes,
-        num_training_steps=total_steps * accelerator.num_processes,
+        warmup_ratio=config.warmup_ratio,
+        total_steps=total_steps,
     )
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 

@@ -131,8 +131,6 @@ def train_sft(
         ignored=RESUME_IGNORED_FIELDS,
     )
     model, state = run.model, run.state
-    if state.step:
-        log.info("resumed from %s at step %d", checkpoint_dir, state.step)
 
     def held_out_loss() -> dict[str, float]:
         if not eval_data:
