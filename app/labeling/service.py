@@ -260,6 +260,8 @@ def _gold_task(
 ) -> Assignment | None:
     """A gold task, at the project's gold_rate: the first gold prompt this labeler has not had, handed
     out like any other (no slot: every labeler may have it once), or None when the draw says not now."""
+    if project is not None and project.gold_rate <= 0:
+        return None  # the common case costs the hand-out no query
     mine = exists().where(Assignment.prompt_id == Prompt.id, Assignment.labeler_id == labeler.id)
     query = (
         select(Prompt, Project)
